@@ -1,0 +1,143 @@
+"""Finding images and describing them: lookup by id, path or sha256 prefix; show; library stats."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from curator import history
+from curator.classes import images_under, parse_label, state_counts
+from curator.errors import ImageNotFound, InvalidInput
+from curator.library import Library, schema
+from curator.library.models import (
+    ACTIVE,
+    Image,
+    ImageLocation,
+    ImportBatch,
+    LabelClass,
+    LabelEvent,
+    Subclass,
+)
+
+_HEX = re.compile(r"^[0-9a-fA-F]{6,64}$")
+
+
+def find_image(session: Session, ref: str) -> Image:
+    """The image a reference names: an id, a path it was imported from, or a sha256 prefix.
+
+    Raises:
+        ImageNotFound: nothing matches, or a sha256 prefix matches several images.
+    """
+    ref = ref.strip()
+    if ref.isdigit():
+        image = session.get(Image, int(ref))
+        if image is None:
+            raise ImageNotFound(f"no image with id {ref}")
+        return image
+    for path in {ref, str(Path(ref).expanduser().resolve())}:
+        image = session.scalar(
+            select(Image).join(ImageLocation).where(ImageLocation.path == path)
+        )
+        if image is not None:
+            return image
+    if _HEX.match(ref):
+        found = session.scalars(
+            select(Image).where(Image.sha256.like(ref.lower() + "%")).limit(2)
+        ).all()
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ImageNotFound(f"sha256 prefix '{ref}' matches several images: give more of it")
+    raise ImageNotFound(f"no image matches '{ref}' (give an image id, an imported path or a sha256 prefix)")
+
+
+def select_images(session: Session, refs: list[str] = (), of: str | None = None) -> list[Image]:
+    """Images named by references, plus every image under the label ``of`` (``class[/sub]``,
+    ``unknown`` or ``unlabelled``). Duplicates are dropped; order is by first mention.
+
+    Raises:
+        InvalidInput: neither references nor ``of`` were given.
+    """
+    refs = [r for r in refs if r.strip() and not r.lstrip().startswith("#")]
+    if not refs and of is None:
+        raise InvalidInput("name some images: IDs/paths/sha256 prefixes, --file FILE (- for stdin) or --of LABEL")
+    images = [find_image(session, r) for r in refs]
+    if of is not None:
+        images += images_under(session, parse_label(of))
+    return list({im.id: im for im in images}.values())
+
+
+def describe(image: Image) -> dict:
+    """An image as a plain dict (what ``curator show`` prints)."""
+    return {
+        "id": image.id,
+        "label": image.label,
+        "class": image.label_class.name if image.label_class else None,
+        "subclass": image.subclass.name if image.subclass else None,
+        "status": image.status,
+        "reject_reason": image.reject_reason,
+        "staged": image.staged,
+        "synthetic": image.synthetic,
+        "benchmark": image.benchmark,
+        "note": image.note,
+        "path": image.path,
+        "sha256": image.sha256,
+        "phash": f"{image.phash & (2**64 - 1):016x}" if image.phash is not None else None,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "mode": image.mode,
+        "bytes": image.bytes,
+        "exif_orientation": image.exif_orientation,
+        "source": image.source,
+        "batch": image.batch_id,
+        "added_at": image.added_at.isoformat(timespec="seconds"),
+        "locations": [
+            {"path": loc.path, "folder_label": loc.folder_label} for loc in image.locations
+        ],
+    }
+
+
+def show(session: Session, ref: str, *, history_rows: int = 10) -> dict:
+    """One image in full, with its most recent history rows."""
+    image = find_image(session, ref)
+    out = describe(image)
+    out["history"] = history.events(session, image)[-history_rows:]
+    return out
+
+
+def stats(lib: Library) -> dict:
+    """The library as a whole: counts by state, status, flag and format, sizes, batches."""
+    with lib.session() as s:
+        count = lambda q: int(s.scalar(q) or 0)  # noqa: E731
+        active = Image.status == ACTIVE
+        formats = {
+            fmt: n
+            for fmt, n in s.execute(
+                select(Image.format, func.count()).where(active).group_by(Image.format)
+            )
+        }
+        return {
+            "library": lib.display,
+            "folder": str(lib.folder),
+            "schema": schema.current_revision(lib.engine),
+            "images": count(select(func.count()).select_from(Image)),
+            "active": count(select(func.count()).where(active)),
+            "rejected": count(select(func.count()).where(Image.status != ACTIVE)),
+            **state_counts(s),
+            "staged": count(select(func.count()).where(active, Image.staged)),
+            "synthetic": count(select(func.count()).where(active, Image.synthetic)),
+            "benchmark": count(select(func.count()).where(active, Image.benchmark)),
+            "classes": count(select(func.count()).select_from(LabelClass)),
+            "subclasses": count(select(func.count()).select_from(Subclass)),
+            "locations": count(select(func.count()).select_from(ImageLocation)),
+            "duplicate_locations": count(select(func.count()).select_from(ImageLocation))
+            - count(select(func.count()).select_from(Image)),
+            "bytes": count(select(func.sum(Image.bytes))),
+            "formats": {k or "unreadable": int(v) for k, v in sorted(formats.items(), key=str)},
+            "import_batches": count(select(func.count()).select_from(ImportBatch)),
+            "history_rows": count(select(func.count()).select_from(LabelEvent)),
+        }

@@ -1,0 +1,200 @@
+"""Classes and sub-classes: names, lookup, creation, rename, merge, and per-class counts.
+
+A label is written ``class`` or ``class/subclass``; ``unknown`` and ``unlabelled`` are states,
+not classes, and no class may take those names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from curator.errors import ClassNotFound, InvalidInput
+from curator.library.models import (
+    ACTIVE,
+    LABEL_STATES,
+    LABELLED,
+    UNKNOWN,
+    UNLABELLED,
+    Image,
+    LabelClass,
+    Subclass,
+)
+
+RESERVED = set(LABEL_STATES)
+DEFAULT_MIN_COUNT = 40
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """A parsed label: a state, and for ``labelled`` a class and optional sub-class."""
+
+    state: str
+    cls: str | None = None
+    sub: str | None = None
+
+    def __str__(self) -> str:
+        if self.state != LABELLED:
+            return self.state
+        return f"{self.cls}/{self.sub}" if self.sub else str(self.cls)
+
+
+def validate_name(name: str, what: str = "class") -> str:
+    """Check a class or sub-class name and return it stripped."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput(f"a {what} name cannot be empty")
+    if "/" in name:
+        raise InvalidInput(f"{what} name '{name}' contains '/': write labels as CLASS/SUBCLASS")
+    if name.lower() in RESERVED:
+        raise InvalidInput(f"'{name}' is a label state, not a {what} name: use `curator {name}`")
+    return name
+
+
+def parse_label(text: str, subclass: str | None = None) -> LabelSpec:
+    """Parse ``class``, ``class/sub``, ``unknown`` or ``unlabelled`` (plus an optional sub-class)."""
+    text = text.strip()
+    if text.lower() in RESERVED and subclass is None:
+        return LabelSpec(text.lower())
+    cls, _, sub = text.partition("/")
+    if sub and subclass:
+        raise InvalidInput(f"label '{text}' already names a sub-class; drop --subclass {subclass}")
+    sub = sub or subclass
+    return LabelSpec(LABELLED, validate_name(cls), validate_name(sub, "sub-class") if sub else None)
+
+
+def _known_classes(session: Session) -> str:
+    names = session.scalars(select(LabelClass.name).order_by(LabelClass.name).limit(12)).all()
+    return ", ".join(names) if names else "none yet"
+
+
+def get_class(session: Session, name: str, *, create: bool = False) -> LabelClass:
+    """The class called ``name``; created if asked, else ClassNotFound naming the known ones."""
+    found = session.scalar(select(LabelClass).where(LabelClass.name == name))
+    if found is None:
+        if not create:
+            raise ClassNotFound(
+                f"no class '{name}' (known: {_known_classes(session)});"
+                f" add it with `curator classes add {name}` or pass --create"
+            )
+        found = LabelClass(name=validate_name(name))
+        session.add(found)
+        session.flush()
+    return found
+
+
+def get_subclass(session: Session, cls: LabelClass, name: str, *, create: bool = False) -> Subclass:
+    """The sub-class ``name`` of ``cls``; created if asked."""
+    found = session.scalar(
+        select(Subclass).where(Subclass.class_id == cls.id, Subclass.name == name)
+    )
+    if found is None:
+        if not create:
+            subs = ", ".join(s.name for s in cls.subclasses) or "none"
+            raise ClassNotFound(
+                f"class '{cls.name}' has no sub-class '{name}' (known: {subs});"
+                f" add it with `curator classes add {cls.name}/{name}` or pass --create"
+            )
+        found = Subclass(parent=cls, name=validate_name(name, "sub-class"))
+        session.add(found)
+        session.flush()
+    return found
+
+
+def resolve(
+    session: Session, spec: LabelSpec, *, create: bool = False
+) -> tuple[LabelClass | None, Subclass | None]:
+    """The class and sub-class rows a label names (None, None for a state)."""
+    if spec.state != LABELLED:
+        return None, None
+    cls = get_class(session, spec.cls, create=create)
+    sub = get_subclass(session, cls, spec.sub, create=create) if spec.sub else None
+    return cls, sub
+
+
+def add(session: Session, label: str) -> LabelSpec:
+    """Create a class, or a sub-class with ``class/sub`` (its class too if new)."""
+    spec = parse_label(label)
+    if spec.state != LABELLED:
+        raise InvalidInput(f"'{label}' is a label state, not a class")
+    resolve(session, spec, create=True)
+    return spec
+
+
+def images_under(session: Session, spec: LabelSpec) -> list[Image]:
+    """Every image whose label is ``spec`` or below it (a class includes its sub-classes)."""
+    q = select(Image).where(Image.label_state == spec.state)
+    if spec.state == LABELLED:
+        cls, sub = resolve(session, spec)
+        q = q.where(Image.class_id == cls.id)
+        if sub is not None:
+            q = q.where(Image.subclass_id == sub.id)
+    return list(session.scalars(q.order_by(Image.id)))
+
+
+def class_table(session: Session, min_count: int = DEFAULT_MIN_COUNT) -> list[dict]:
+    """Per class, then per sub-class: image counts and whether the class reaches ``min_count``.
+
+    Counts are of labelled images. ``labelled`` counts active ones (what training may use);
+    ``real`` those neither staged nor synthetic; ``rejected`` the rejected ones.
+    A class is ``below`` the cutoff when its active labelled images are fewer than ``min_count``.
+    """
+    active = Image.status == ACTIVE
+    real = active & ~Image.staged & ~Image.synthetic
+
+    def n(cond):
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    q = (
+        select(
+            LabelClass.name,
+            Subclass.name,
+            n(active),
+            n(real),
+            n(active & Image.staged),
+            n(active & Image.synthetic),
+            n(active & Image.benchmark),
+            n(Image.status != ACTIVE),
+        )
+        .select_from(LabelClass)
+        .outerjoin(Image, (Image.class_id == LabelClass.id) & (Image.label_state == LABELLED))
+        .outerjoin(Subclass, Subclass.id == Image.subclass_id)
+        .group_by(LabelClass.name, Subclass.name)
+        .order_by(LabelClass.name, Subclass.name)
+    )
+    keys = ("labelled", "real", "staged", "synthetic", "benchmark", "rejected")
+    rows: dict[str, dict] = {}
+    for cls, sub, *counts in session.execute(q):
+        row = rows.setdefault(cls, {"class": cls, **dict.fromkeys(keys, 0), "subclasses": []})
+        for k, v in zip(keys, counts):
+            row[k] += int(v)
+        if sub is not None:
+            row["subclasses"].append({"subclass": sub, **dict(zip(keys, map(int, counts)))})
+    _add_empty_subclasses(session, rows, keys)
+    for row in rows.values():
+        row["needs"] = max(0, min_count - row["labelled"])
+        row["below_cutoff"] = row["needs"] > 0
+        row["only_staged_or_synthetic"] = row["labelled"] > 0 and row["real"] == 0
+    return list(rows.values())
+
+
+def _add_empty_subclasses(session: Session, rows: dict[str, dict], keys) -> None:
+    for cls, sub in session.execute(
+        select(LabelClass.name, Subclass.name).join(Subclass.parent).order_by(Subclass.name)
+    ):
+        subs = rows[cls]["subclasses"]
+        if sub not in {s["subclass"] for s in subs}:
+            subs.append({"subclass": sub, **dict.fromkeys(keys, 0)})
+            subs.sort(key=lambda s: s["subclass"])
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """Active images per label state (labelled, unknown, unlabelled)."""
+    q = select(Image.label_state, func.count()).where(Image.status == ACTIVE).group_by(
+        Image.label_state
+    )
+    counts = dict.fromkeys((LABELLED, UNKNOWN, UNLABELLED), 0)
+    counts.update({state: int(c) for state, c in session.execute(q)})
+    return counts

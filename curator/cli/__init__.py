@@ -1,0 +1,44 @@
+"""The ``curator`` command: a thin Typer layer over the ``curator`` library.
+
+Every command parses its options, opens the library, makes one library call and shows the
+result. This package is the only place that prints or exits; a ``CuratorError`` becomes
+``Error: ...`` on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from curator.errors import CuratorError
+
+
+class _Group(TyperGroup):
+    """Turns a CuratorError raised anywhere below into one line and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CuratorError as e:
+            typer.echo(f"Error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="curator: curate an image library, train on it, and find what to label next.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+from curator.cli import classes, ingest, labels, library  # noqa: E402  (register commands)
+
+library.register(app)
+ingest.register(app)
+labels.register(app)
+classes.register(app)
+
+
+def main() -> None:
+    app()

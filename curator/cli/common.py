@@ -1,0 +1,85 @@
+"""Options and output helpers shared by the command groups."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from curator.errors import InvalidInput
+from curator.library import Library, open_library
+
+DbOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--db",
+        envvar="CURATOR_DB",
+        help="The library: a path to its SQLite file or an SQLAlchemy URL [default: db/curator.sqlite].",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+# Piped output gets a wide console so tables do not wrap at 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, highlight=False)
+
+
+def open_lib(db: str | None) -> Library:
+    return open_library(db)
+
+
+def print_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for c in columns:
+        t.add_column(c, justify="right" if c in _NUMERIC else "left")
+    return t
+
+
+_NUMERIC = {"Labelled", "Real", "Staged", "Synthetic", "Benchmark", "Rejected", "Images", "Id"}
+
+
+def read_refs(images: list[str] | None, file: str | None) -> list[str]:
+    """Image references from arguments and from a file (``-`` is stdin), one per line."""
+    refs = list(images or [])
+    if file == "-":
+        refs += sys.stdin.read().split("\n")
+    elif file:
+        path = Path(file)
+        if not path.is_file():
+            raise InvalidInput(f"no such file: {file}")
+        refs += path.read_text().split("\n")
+    return [r.strip() for r in refs if r.strip()]
+
+
+class _Rate(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:>6.0f} images/s")
+
+
+def progress(quiet: bool = False) -> Progress:
+    """A progress bar on stderr (so --json output stays clean): done/total, images/s, ETA."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet or not err_console.is_terminal,
+        transient=True,
+    )

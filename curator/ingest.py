@@ -1,0 +1,400 @@
+"""Importing images: walk folders, hash and check every file on all cores, record it.
+
+An import is a stream of small transactions (``commit_every`` files each), so a kill loses at
+most the files in flight and a re-run resumes: a path already recorded with the same size and
+modification time is not read again. The same bytes at a second path become a second location
+of one image, never a second image. A file that is not a usable image (empty, corrupt,
+truncated, not an image, a decompression bomb) is recorded as a rejected image with the reason;
+it never stops the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import signal
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from curator import history
+from curator.classes import LabelSpec, parse_label, resolve
+from curator.errors import InvalidInput
+from curator.library import Library
+from curator.library.models import (
+    ACTIVE,
+    LABELLED,
+    REJECTED,
+    UNKNOWN,
+    UNLABELLED,
+    Image,
+    ImageLocation,
+    ImportBatch,
+    utcnow,
+)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"}
+FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF"}
+HASH_SIDE = 128  # images are reduced to about this before the 32x32 pHash resize
+SERIAL_BELOW = 48  # fewer new files than this are probed in-process: no pool start-up cost
+
+
+@dataclass
+class Candidate:
+    """A file to import and the label its folders (or the options) give it."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    label: LabelSpec
+
+
+@dataclass
+class ImportSummary:
+    """What an import did. ``rejected`` and ``failed`` list (path, reason)."""
+
+    batch_id: int
+    files: int = 0
+    added: int = 0
+    duplicates: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[tuple[str, str, str]] = field(default_factory=list)
+    ignored: int = 0
+    added_by_label: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.files - self.unchanged) / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "images_per_second": round(self.images_per_second, 1)}
+
+
+# -- reading one file (runs in worker processes) ---------------------------------------------
+
+
+def probe(path: str) -> dict:
+    """Hash and check one file. Never raises: a bad file comes back with ``reason`` set."""
+    out: dict = {"path": path, "sha256": None, "bytes": 0, "reason": None}
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        out["reason"] = f"unreadable: {e.strerror or e}"
+        return out
+    out["sha256"], out["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    if not data:
+        out["reason"] = "empty file (0 bytes)"
+        return out
+    try:
+        out.update(_decode(data))
+    except _Bad as e:
+        out["reason"] = str(e)
+    return out
+
+
+class _Bad(Exception):
+    pass
+
+
+def _decode(data: bytes) -> dict:
+    """Metadata and pHash of an image held in memory; raises _Bad with a reason."""
+    import imagehash
+    from PIL import Image as PILImage
+    from PIL import ImageOps, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        try:
+            img = PILImage.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise _Bad("not an image: no image format recognises this file") from None
+        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as e:
+            raise _Bad(f"decompression bomb: {e}") from None
+        except Exception as e:  # noqa: BLE001 - any decoder failure is the file's fault
+            raise _Bad(f"corrupt: {e}") from None
+        meta = {"format": img.format, "mode": img.mode, "width": img.width, "height": img.height}
+        if img.format not in FORMATS:
+            raise _Bad(f"unsupported format {img.format}: curator takes {', '.join(sorted(FORMATS))}")
+        try:
+            meta["exif_orientation"] = img.getexif().get(0x0112)
+            if img.format in ("JPEG", "MPO"):
+                # Decode at 1/2..1/8 scale: the hash needs 32x32, not 12 megapixels.
+                img.draft("RGB", (HASH_SIDE, HASH_SIDE))
+            img.load()
+        except Exception as e:  # noqa: BLE001
+            raise _Bad(f"corrupt or truncated: {e}") from None
+    img = ImageOps.exif_transpose(img).convert("L")
+    factor = min(img.size) // HASH_SIDE
+    if factor > 1:
+        img = img.reduce(factor)
+    value = int(str(imagehash.phash(img)), 16)
+    meta["phash"] = value - (1 << 64) if value >= 1 << 63 else value  # fits SQLite's INTEGER
+    return meta
+
+
+def _quiet_worker() -> None:
+    # Ctrl-C goes to the whole process group; only the parent should handle it. A forked
+    # worker must not inherit the CLI's SIGTERM handler either: the pool stops workers with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# -- walking ---------------------------------------------------------------------------------
+
+
+def folder_label(rel_parts: tuple[str, ...]) -> LabelSpec:
+    """The label of a file at ``root/<parts...>/file``: ``class/subclass/file`` layout."""
+    if not rel_parts:
+        return LabelSpec(UNLABELLED)
+    if rel_parts[0].lower() == UNKNOWN:
+        return LabelSpec(UNKNOWN)
+    return parse_label(rel_parts[0], rel_parts[1] if len(rel_parts) > 1 else None)
+
+
+def walk(
+    paths: Iterable[str | os.PathLike], *, labels_from_folders: bool, label: LabelSpec
+) -> tuple[list[Candidate], int]:
+    """Every image file under ``paths`` (sorted, hidden files skipped) and how many non-image
+    files were passed over. A file named directly is always a candidate.
+
+    Raises:
+        InvalidInput: a path does not exist.
+    """
+    found: list[Candidate] = []
+    ignored = 0
+    for root in map(Path, paths):
+        root = root.expanduser().resolve()
+        if not root.exists():
+            raise InvalidInput(f"no such file or folder: {root}")
+        if root.is_file():
+            found.append(_candidate(root, label))
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                p = Path(dirpath, name)
+                if p.suffix.lower() not in IMAGE_SUFFIXES:
+                    ignored += 1
+                    continue
+                spec = folder_label(p.relative_to(root).parts[:-1]) if labels_from_folders else label
+                found.append(_candidate(p, spec))
+    return found, ignored
+
+
+def _candidate(path: Path, label: LabelSpec) -> Candidate:
+    st = path.stat()
+    return Candidate(str(path), st.st_size, st.st_mtime_ns, label)
+
+
+# -- the import ------------------------------------------------------------------------------
+
+
+def import_paths(
+    lib: Library,
+    paths: Iterable[str | os.PathLike],
+    *,
+    labels_from_folders: bool = False,
+    label: str | None = None,
+    unknown: bool = False,
+    staged: bool = False,
+    synthetic: bool = False,
+    benchmark: bool = False,
+    source: str | None = None,
+    workers: int | None = None,
+    commit_every: int = 256,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Import image files and folders into the library.
+
+    Args:
+        paths: files and folders; folders are walked recursively.
+        labels_from_folders: ``root/class/[subclass/]file``; a top folder ``unknown`` marks
+            files unknown; files directly under a root are unlabelled.
+        label: ``class`` or ``class/subclass`` for every new image. ``unknown``: all unknown.
+        staged, synthetic, benchmark: flags for every new image.
+        source: a name for where these came from (default: the first path's folder name).
+        workers: processes hashing and decoding (default: every core).
+        commit_every: files per transaction; a kill loses at most this many.
+        on_progress: called with (files done, files in all) as the import goes.
+
+    Returns:
+        An ImportSummary. Existing images never change label through an import.
+    """
+    paths = [Path(p) for p in paths]
+    spec = _options_label(labels_from_folders, label, unknown, staged, synthetic)
+    if not paths:
+        raise InvalidInput("name at least one file or folder to import")
+    candidates, ignored = walk(paths, labels_from_folders=labels_from_folders, label=spec)
+    flags = {"staged": staged, "synthetic": synthetic, "benchmark": benchmark}
+    source = source or paths[0].expanduser().resolve().name or "import"
+    batch_id = _start_batch(lib, paths, source, labels_from_folders, label, unknown, flags)
+    summary = ImportSummary(batch_id, files=len(candidates), ignored=ignored)
+    started = time.perf_counter()
+    writer = _Writer(lib, summary, source, flags)
+    status = "interrupted"
+    try:
+        todo = writer.skip_unchanged(candidates, on_progress)
+        for chunk in _chunks(_probed(todo, workers), commit_every):
+            writer.write(chunk)
+            if on_progress:
+                on_progress(summary.unchanged + writer.written, len(candidates))
+        status = "done"
+    finally:
+        summary.seconds = time.perf_counter() - started
+        _finish_batch(lib, summary, status)
+    return summary
+
+
+def _options_label(from_folders, label, unknown, staged, synthetic) -> LabelSpec:
+    if staged and synthetic:
+        raise InvalidInput("--staged and --synthetic exclude each other: import them separately")
+    if from_folders and (label or unknown):
+        raise InvalidInput("--labels-from-folders takes labels from folders: drop --class/--unknown")
+    if label and unknown:
+        raise InvalidInput("--class and --unknown exclude each other")
+    if unknown:
+        return LabelSpec(UNKNOWN)
+    return parse_label(label) if label else LabelSpec(UNLABELLED)
+
+
+def _probed(todo: list[Candidate], workers: int | None) -> Iterator[tuple[Candidate, dict]]:
+    """(candidate, probe result) in input order, from a process pool when it pays."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(todo) < SERIAL_BELOW:
+        for c in todo:
+            yield c, probe(c.path)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ctx.Pool(workers, initializer=_quiet_worker) as pool:
+        # imap keeps order (ids follow the walk) and streams: memory stays flat as N grows.
+        yield from zip(todo, pool.imap(probe, [c.path for c in todo], chunksize=4))
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _start_batch(lib, paths, source, from_folders, label, unknown, flags) -> int:
+    with lib.session() as s:
+        # A batch still 'running' belongs to an import that was killed.
+        s.execute(update(ImportBatch).where(ImportBatch.status == "running").values(status="interrupted"))
+        options = {"labels_from_folders": from_folders, "class": label, "unknown": unknown, **flags}
+        batch = ImportBatch(
+            source=source,
+            roots=json.dumps([str(p.expanduser().resolve()) for p in paths]),
+            options=json.dumps(options),
+            status="running",
+        )
+        s.add(batch)
+        s.flush()
+        return batch.id
+
+
+def _finish_batch(lib: Library, summary: ImportSummary, status: str) -> None:
+    with lib.session() as s:
+        batch = s.get(ImportBatch, summary.batch_id)
+        batch.status, batch.finished_at = status, utcnow()
+        batch.added, batch.duplicates = summary.added, summary.duplicates
+        batch.rejected, batch.unchanged = len(summary.rejected), summary.unchanged
+
+
+class _Writer:
+    """Writes probe results to the library, one transaction per chunk."""
+
+    def __init__(self, lib: Library, summary: ImportSummary, source: str, flags: dict):
+        self.lib, self.summary, self.source, self.flags = lib, summary, source, flags
+        self.written = 0
+
+    def skip_unchanged(self, candidates, on_progress) -> list[Candidate]:
+        """Drop candidates whose path is recorded with the same size and mtime."""
+        todo = []
+        with self.lib.session() as s:
+            for chunk in _chunks(candidates, 500):
+                known = {
+                    row.path: (row.size, row.mtime_ns)
+                    for row in s.execute(
+                        select(ImageLocation.path, ImageLocation.size, ImageLocation.mtime_ns)
+                        .where(ImageLocation.path.in_([c.path for c in chunk]))
+                    )
+                }
+                todo += [c for c in chunk if known.get(c.path) != (c.size, c.mtime_ns)]
+        self.summary.unchanged = len(candidates) - len(todo)
+        if on_progress:
+            on_progress(self.summary.unchanged, len(candidates))
+        return todo
+
+    def write(self, chunk: list[tuple[Candidate, dict]]) -> None:
+        with self.lib.session() as s:
+            shas = {r["sha256"] for _, r in chunk if r["sha256"]}
+            images = {im.sha256: im for im in s.scalars(select(Image).where(Image.sha256.in_(shas)))}
+            paths = [c.path for c, _ in chunk]
+            locations = {
+                loc.path: loc
+                for loc in s.scalars(select(ImageLocation).where(ImageLocation.path.in_(paths)))
+            }
+            for cand, result in chunk:
+                self._one(s, cand, result, images, locations)
+        self.written += len(chunk)
+
+    def _one(self, s: Session, cand: Candidate, result: dict, images: dict, locations: dict) -> None:
+        if result["sha256"] is None:  # could not even read the bytes: nothing to record
+            self.summary.failed.append((cand.path, result["reason"]))
+            return
+        image = images.get(result["sha256"])
+        if image is None:
+            image = images[result["sha256"]] = self._new_image(s, cand, result)
+        else:
+            self.summary.duplicates += 1
+            if cand.label.state != UNLABELLED and str(cand.label) != image.label:
+                self.summary.conflicts.append((cand.path, str(cand.label), image.label))
+        loc = locations.get(cand.path)
+        if loc is None:  # the path is new
+            loc = ImageLocation(path=cand.path)
+            s.add(loc)
+        loc.image, loc.size, loc.mtime_ns = image, cand.size, cand.mtime_ns
+        loc.folder_label = str(cand.label) if cand.label.state != UNLABELLED else None
+        loc.batch_id = self.summary.batch_id
+
+    def _new_image(self, s: Session, cand: Candidate, r: dict) -> Image:
+        cls, sub = resolve(s, cand.label, create=True)
+        image = Image(
+            sha256=r["sha256"], phash=r.get("phash"), width=r.get("width"),
+            height=r.get("height"), format=r.get("format"), mode=r.get("mode"),
+            bytes=r["bytes"], exif_orientation=r.get("exif_orientation"), path=cand.path,
+            source=self.source, batch_id=self.summary.batch_id, added_at=utcnow(),
+            status=REJECTED if r["reason"] else ACTIVE, reject_reason=r["reason"],
+            label_state=cand.label.state, label_class=cls, subclass=sub, **self.flags,
+        )
+        s.add(image)
+        detail = f"batch {self.summary.batch_id}"
+        history.record(s, image, "import", "label", None, image.label, source="import", detail=detail)
+        if r["reason"]:
+            history.record(s, image, "reject", "status", None, f"rejected: {r['reason']}",
+                           source="import", detail=detail)
+            self.summary.rejected.append((cand.path, r["reason"]))
+        else:
+            self.summary.added += 1
+            by = self.summary.added_by_label
+            by[image.label] = by.get(image.label, 0) + 1
+        return image

@@ -1,0 +1,241 @@
+"""Changing what the library says about images: labels, unknown, reject/restore, flags, notes,
+and renaming or merging classes. Every change appends a history row; nothing is overwritten
+silently, and an image already carrying the requested value is left alone (no row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from curator import history
+from curator.classes import (
+    LabelSpec,
+    get_subclass,
+    images_under,
+    parse_label,
+    resolve,
+    validate_name,
+)
+from curator.errors import InvalidInput
+from curator.library.models import (
+    ACTIVE,
+    FLAGS,
+    LABELLED,
+    REJECTED,
+    UNKNOWN,
+    Image,
+    LabelClass,
+    Subclass,
+)
+
+
+@dataclass
+class Change:
+    """What a labelling call did: ids of images changed, and how many needed no change."""
+
+    action: str
+    changed: list[int] = field(default_factory=list)
+    unchanged: int = 0
+
+    def add(self, image: Image, did_change: bool) -> None:
+        if did_change:
+            self.changed.append(image.id)
+        else:
+            self.unchanged += 1
+
+
+def apply_label(
+    session: Session,
+    image: Image,
+    state: str,
+    cls: LabelClass | None = None,
+    sub: Subclass | None = None,
+    *,
+    action: str,
+    source: str = "cli",
+    detail: str | None = None,
+) -> bool:
+    """Set one image's label and record the change. Returns False if it already had that label."""
+    old = image.label
+    image.label_state, image.label_class, image.subclass = state, cls, sub
+    new = image.label
+    if new == old:
+        return False
+    history.record(session, image, action, "label", old, new, source=source, detail=detail)
+    return True
+
+
+def _set_label(session, images, spec: LabelSpec, action, *, create, source, detail) -> Change:
+    cls, sub = resolve(session, spec, create=create)
+    change = Change(action)
+    for image in images:
+        change.add(image, apply_label(session, image, spec.state, cls, sub, action=action,
+                                      source=source, detail=detail))
+    return change
+
+
+def label(session: Session, images: list[Image], label: str, *, create: bool = False,
+          source: str = "cli", detail: str | None = None) -> Change:
+    """Label images that have no class yet (unlabelled or unknown).
+
+    Raises:
+        InvalidInput: an image already has a different class: that is a relabel.
+    """
+    spec = parse_label(label)
+    for image in images:
+        if image.label_state == LABELLED and image.label != str(spec):
+            raise InvalidInput(
+                f"image {image.id} is already labelled {image.label}:"
+                " use `curator relabel` to change a label"
+            )
+    return _set_label(session, images, spec, "label", create=create, source=source, detail=detail)
+
+
+def relabel(session: Session, images: list[Image], label: str, *, create: bool = False,
+            source: str = "cli", detail: str | None = None) -> Change:
+    """Give images a new label, whatever they had."""
+    return _set_label(session, images, parse_label(label), "relabel", create=create,
+                      source=source, detail=detail)
+
+
+def mark_unknown(session: Session, images: list[Image], *, source: str = "cli") -> Change:
+    """Mark images unknown: good images whose class nobody knows yet (kept, never trained on)."""
+    return _set_label(session, images, LabelSpec(UNKNOWN), "unknown", create=False,
+                      source=source, detail=None)
+
+
+def reject(session: Session, images: list[Image], reason: str = "rejected by user", *,
+           source: str = "cli") -> Change:
+    """Reject images (bad quality, not a subject...): kept with the reason, used for nothing."""
+    if not reason.strip():
+        raise InvalidInput("give a reason for the rejection with --reason")
+    change = Change("reject")
+    for image in images:
+        # An unreadable file keeps the reason it was rejected for at import.
+        if image.status == REJECTED and (image.reject_reason == reason or image.width is None):
+            change.add(image, False)
+            continue
+        old = _status(image)
+        image.status, image.reject_reason = REJECTED, reason
+        history.record(session, image, "reject", "status", old, _status(image), source=source)
+        change.add(image, True)
+    return change
+
+
+def restore(session: Session, images: list[Image], *, source: str = "cli") -> Change:
+    """Make rejected images active again.
+
+    Raises:
+        InvalidInput: an image was never readable (corrupt, truncated...): nothing to restore.
+    """
+    for image in images:
+        if image.status == REJECTED and image.width is None:
+            raise InvalidInput(
+                f"image {image.id} could not be read at import ({image.reject_reason}):"
+                " it cannot be restored; re-import a good copy instead"
+            )
+    change = Change("restore")
+    for image in images:
+        if image.status == ACTIVE:
+            change.add(image, False)
+            continue
+        old = _status(image)
+        image.status, image.reject_reason = ACTIVE, None
+        history.record(session, image, "restore", "status", old, ACTIVE, source=source)
+        change.add(image, True)
+    return change
+
+
+def _status(image: Image) -> str:
+    return f"rejected: {image.reject_reason}" if image.status == REJECTED else image.status
+
+
+def set_flags(session: Session, images: list[Image], *, source: str = "cli",
+              **flags: bool | None) -> Change:
+    """Set or clear ``staged``, ``synthetic`` and ``benchmark`` (None leaves a flag alone)."""
+    unknown = set(flags) - set(FLAGS)
+    if unknown:
+        raise InvalidInput(f"no flag {sorted(unknown)[0]}: flags are {', '.join(FLAGS)}")
+    wanted = {k: v for k, v in flags.items() if v is not None}
+    if not wanted:
+        raise InvalidInput("name a flag to set: --staged/--no-staged, --synthetic/--no-synthetic, --benchmark/--no-benchmark")
+    change = Change("flag")
+    for image in images:
+        did = False
+        for name, value in wanted.items():
+            if getattr(image, name) != value:
+                history.record(session, image, "flag", name, str(getattr(image, name)).lower(),
+                               str(value).lower(), source=source)
+                setattr(image, name, value)
+                did = True
+        change.add(image, did)
+    return change
+
+
+def set_note(session: Session, image: Image, note: str | None, *, source: str = "cli") -> Change:
+    """Replace an image's free-text note (empty clears it)."""
+    note = (note or "").strip() or None
+    change = Change("note")
+    if image.note != note:
+        history.record(session, image, "note", "note", image.note, note, source=source)
+        image.note = note
+        change.add(image, True)
+    else:
+        change.add(image, False)
+    return change
+
+
+def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Change:
+    """Rename a class (``old``) or a sub-class (``class/sub``); every image's history records it.
+
+    Raises:
+        InvalidInput: the new name is taken (merge instead).
+    """
+    spec = parse_label(old)
+    if spec.state != LABELLED:
+        raise InvalidInput(f"'{old}' is a label state, not a class: it cannot be renamed")
+    cls, sub = resolve(session, spec)
+    if sub is not None and new.startswith(f"{cls.name}/"):
+        new = new.partition("/")[2]  # `rename kangaroo/joey kangaroo/young` is fine too
+    new = validate_name(new, "sub-class" if sub else "class")
+    target = sub or cls
+    siblings = cls.subclasses if sub else session.query(LabelClass).all()
+    if any(t.name == new and t is not target for t in siblings):
+        what = f"{cls.name}/{new}" if sub else new
+        raise InvalidInput(f"'{what}' already exists: use `curator classes merge {old} {what}`")
+    images = images_under(session, spec)
+    before = {im.id: im.label for im in images}
+    target.name = new
+    change = Change("rename")
+    for image in images:
+        history.record(session, image, "rename", "label", before[image.id], image.label,
+                       source=source, detail=f"{spec} renamed")
+        change.add(image, True)
+    return change
+
+
+def merge(session: Session, src: str, dst: str, *, source: str = "cli") -> Change:
+    """Move every image under ``src`` to ``dst`` and delete ``src``.
+
+    Class into class keeps sub-classes (created under ``dst`` as needed); anything else gives
+    each image exactly the label ``dst``.
+    """
+    s, d = parse_label(src), parse_label(dst)
+    if s.state != LABELLED or d.state != LABELLED:
+        raise InvalidInput("merge takes two labels: SRC and DST, each CLASS or CLASS/SUBCLASS")
+    if s == d or (s.sub is None and s.cls == d.cls):
+        raise InvalidInput(f"cannot merge {src} into {dst}: pick a label outside it")
+    src_cls, src_sub = resolve(session, s)
+    dst_cls, dst_sub = resolve(session, d)
+    change = Change("merge")
+    for image in images_under(session, s):
+        sub = dst_sub
+        if s.sub is None and d.sub is None and image.subclass is not None:
+            sub = get_subclass(session, dst_cls, image.subclass.name, create=True)
+        change.add(image, apply_label(session, image, LABELLED, dst_cls, sub, action="merge",
+                                      source=source, detail=f"{s} merged into {d}"))
+    session.flush()
+    session.delete(src_sub or src_cls)
+    return change

@@ -1,0 +1,1 @@
+"""Alembic migrations for the curator library (installed as ``curator.migrations``)."""
