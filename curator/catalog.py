@@ -33,7 +33,8 @@ def find_image(session: Session, ref: str) -> Image:
     """
     ref = ref.strip()
     if ref.isdigit():
-        image = session.get(Image, int(ref))
+        # A sha256 prefix can be all digits too; an id wins when both match.
+        image = session.get(Image, int(ref)) or _by_sha256_prefix(session, ref)
         if image is None:
             raise ImageNotFound(f"no image with id {ref}")
         return image
@@ -43,15 +44,24 @@ def find_image(session: Session, ref: str) -> Image:
         )
         if image is not None:
             return image
-    if _HEX.match(ref):
-        found = session.scalars(
-            select(Image).where(Image.sha256.like(ref.lower() + "%")).limit(2)
-        ).all()
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise ImageNotFound(f"sha256 prefix '{ref}' matches several images: give more of it")
-    raise ImageNotFound(f"no image matches '{ref}' (give an image id, an imported path or a sha256 prefix)")
+    image = _by_sha256_prefix(session, ref)
+    if image is None:
+        raise ImageNotFound(
+            f"no image matches '{ref}' (give an image id, an imported path or a sha256 prefix)"
+        )
+    return image
+
+
+def _by_sha256_prefix(session: Session, ref: str) -> Image | None:
+    """The one image whose sha256 starts with ``ref`` (6+ hex digits), or None."""
+    if not _HEX.match(ref):
+        return None
+    found = session.scalars(
+        select(Image).where(Image.sha256.like(ref.lower() + "%")).limit(2)
+    ).all()
+    if len(found) > 1:
+        raise ImageNotFound(f"sha256 prefix '{ref}' matches several images: give more of it")
+    return found[0] if found else None
 
 
 def select_images(session: Session, refs: list[str] = (), of: str | None = None) -> list[Image]:

@@ -1,7 +1,7 @@
 """Classes and sub-classes: names, lookup, creation, rename, merge, and per-class counts.
 
 A label is written ``class`` or ``class/subclass``; ``unknown`` and ``unlabelled`` are states,
-not classes, and no class may take those names.
+not classes, and no class or sub-class may take those names (nor ``labelled``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from curator.library.models import (
     Subclass,
 )
 
-RESERVED = set(LABEL_STATES)
+RESERVED = set(LABEL_STATES)  # names no class or sub-class may take
+STATE_LABELS = (UNKNOWN, UNLABELLED)  # labels that name a state; `labelled` needs a class
 DEFAULT_MIN_COUNT = 40
 
 
@@ -49,14 +50,17 @@ def validate_name(name: str, what: str = "class") -> str:
     if "/" in name:
         raise InvalidInput(f"{what} name '{name}' contains '/': write labels as CLASS/SUBCLASS")
     if name.lower() in RESERVED:
-        raise InvalidInput(f"'{name}' is a label state, not a {what} name: use `curator {name}`")
+        hint = "pick another name"
+        if name.lower() == UNKNOWN:
+            hint = "mark images unknown with `curator unknown`"
+        raise InvalidInput(f"'{name}' is a label state, not a {what} name: {hint}")
     return name
 
 
 def parse_label(text: str, subclass: str | None = None) -> LabelSpec:
     """Parse ``class``, ``class/sub``, ``unknown`` or ``unlabelled`` (plus an optional sub-class)."""
     text = text.strip()
-    if text.lower() in RESERVED and subclass is None:
+    if text.lower() in STATE_LABELS and subclass is None:
         return LabelSpec(text.lower())
     cls, _, sub = text.partition("/")
     if sub and subclass:
@@ -75,10 +79,7 @@ def get_class(session: Session, name: str, *, create: bool = False) -> LabelClas
     found = session.scalar(select(LabelClass).where(LabelClass.name == name))
     if found is None:
         if not create:
-            raise ClassNotFound(
-                f"no class '{name}' (known: {_known_classes(session)});"
-                f" add it with `curator classes add {name}` or pass --create"
-            )
+            raise ClassNotFound(f"no class '{name}' (known: {_known_classes(session)})")
         found = LabelClass(name=validate_name(name))
         session.add(found)
         session.flush()
@@ -93,10 +94,7 @@ def get_subclass(session: Session, cls: LabelClass, name: str, *, create: bool =
     if found is None:
         if not create:
             subs = ", ".join(s.name for s in cls.subclasses) or "none"
-            raise ClassNotFound(
-                f"class '{cls.name}' has no sub-class '{name}' (known: {subs});"
-                f" add it with `curator classes add {cls.name}/{name}` or pass --create"
-            )
+            raise ClassNotFound(f"class '{cls.name}' has no sub-class '{name}' (known: {subs})")
         found = Subclass(parent=cls, name=validate_name(name, "sub-class"))
         session.add(found)
         session.flush()
@@ -115,18 +113,32 @@ def resolve(
 
 
 def add(session: Session, label: str) -> LabelSpec:
-    """Create a class, or a sub-class with ``class/sub`` (its class too if new)."""
+    """Create a class, or a sub-class with ``class/sub`` (its class too if new).
+
+    Raises:
+        InvalidInput: it exists already.
+    """
     spec = parse_label(label)
     if spec.state != LABELLED:
         raise InvalidInput(f"'{label}' is a label state, not a class")
-    resolve(session, spec, create=True)
-    return spec
+    try:
+        resolve(session, spec)
+    except ClassNotFound:
+        resolve(session, spec, create=True)
+        return spec
+    raise InvalidInput(f"{spec} already exists")
 
 
 def images_under(session: Session, spec: LabelSpec) -> list[Image]:
-    """Every image whose label is ``spec`` or below it (a class includes its sub-classes)."""
+    """Every image whose label is ``spec`` or below it (a class includes its sub-classes).
+
+    For ``unknown`` and ``unlabelled``, active images only (what ``curator classes`` counts): a
+    rejected image, such as a file unreadable at import, is not waiting for a label.
+    """
     q = select(Image).where(Image.label_state == spec.state)
-    if spec.state == LABELLED:
+    if spec.state != LABELLED:
+        q = q.where(Image.status == ACTIVE)
+    else:
         cls, sub = resolve(session, spec)
         q = q.where(Image.class_id == cls.id)
         if sub is not None:

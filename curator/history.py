@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,9 +11,8 @@ from sqlalchemy.orm import Session
 from curator.library.models import Image, LabelEvent, utcnow
 
 
-@cache
 def actor() -> str | None:
-    """Who is making changes: ``CURATOR_USER``, else the login name."""
+    """Who is making changes: ``CURATOR_USER``, else the login name (looked up on each change)."""
     try:
         return os.environ.get("CURATOR_USER") or getpass.getuser()
     except (KeyError, OSError):

@@ -18,7 +18,7 @@ from curator.classes import (
     resolve,
     validate_name,
 )
-from curator.errors import InvalidInput
+from curator.errors import ClassNotFound, InvalidInput
 from curator.library.models import (
     ACTIVE,
     FLAGS,
@@ -68,7 +68,11 @@ def apply_label(
 
 
 def _set_label(session, images, spec: LabelSpec, action, *, create, source, detail) -> Change:
-    cls, sub = resolve(session, spec, create=create)
+    try:
+        cls, sub = resolve(session, spec, create=create)
+    except ClassNotFound as e:  # only here can --create help
+        hint = f"add it with `curator classes add {spec}` or pass --create"
+        raise ClassNotFound(f"{e}; {hint}") from None
     change = Change(action)
     for image in images:
         change.add(image, apply_label(session, image, spec.state, cls, sub, action=action,
@@ -161,6 +165,13 @@ def set_flags(session: Session, images: list[Image], *, source: str = "cli",
     wanted = {k: v for k, v in flags.items() if v is not None}
     if not wanted:
         raise InvalidInput("name a flag to set: --staged/--no-staged, --synthetic/--no-synthetic, --benchmark/--no-benchmark")
+    for image in images:
+        after = {name: wanted.get(name, getattr(image, name)) for name in ("staged", "synthetic")}
+        if all(after.values()):
+            raise InvalidInput(
+                f"image {image.id} would be both staged and synthetic: an image is one or the other"
+                " (clear one with --no-staged or --no-synthetic)"
+            )
     change = Change("flag")
     for image in images:
         did = False
@@ -201,6 +212,8 @@ def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Chan
         new = new.partition("/")[2]  # `rename kangaroo/joey kangaroo/young` is fine too
     new = validate_name(new, "sub-class" if sub else "class")
     target = sub or cls
+    if new == target.name:
+        return Change("rename", unchanged=len(images_under(session, spec)))
     siblings = cls.subclasses if sub else session.query(LabelClass).all()
     if any(t.name == new and t is not target for t in siblings):
         what = f"{cls.name}/{new}" if sub else new
@@ -229,6 +242,9 @@ def merge(session: Session, src: str, dst: str, *, source: str = "cli") -> Chang
         raise InvalidInput(f"cannot merge {src} into {dst}: pick a label outside it")
     src_cls, src_sub = resolve(session, s)
     dst_cls, dst_sub = resolve(session, d)
+    if s.sub is None and d.sub is None:
+        for sub in src_cls.subclasses:  # keep every sub-class, even one with no images yet
+            get_subclass(session, dst_cls, sub.name, create=True)
     change = Change("merge")
     for image in images_under(session, s):
         sub = dst_sub

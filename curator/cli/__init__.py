@@ -32,12 +32,10 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from curator.cli import classes, ingest, labels, library  # noqa: E402  (register commands)
+from curator.cli import classes, demo, ingest, labels, library  # noqa: E402  (register commands)
 
-library.register(app)
-ingest.register(app)
-labels.register(app)
-classes.register(app)
+for group in (library, ingest, labels, classes, demo):
+    group.register(app)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from curator import catalog, labels
+from curator.classes import parse_label
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, read_refs
 
 Images = Annotated[Optional[list[str]], typer.Argument(help="Image ids, imported paths or sha256 prefixes.", show_default=False)]
@@ -40,7 +41,8 @@ def _run(db, images, file, of, json_, action, **kwargs) -> None:
 
 
 def _label_of(class_: str, subclass: str | None) -> str:
-    return f"{class_}/{subclass}" if subclass else class_
+    # parse_label refuses `--class kangaroo/joey --subclass adult` with a clear message.
+    return str(parse_label(class_, subclass))
 
 
 def label(images: Images = None, class_: Class = ..., subclass: Sub = None, file: File = None,

@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="Manage the library's database schema.", no_args_is_help=True)
     db_app.command("upgrade")(upgrade)
     db_app.command("current")(current)
+    db_app.command("revision")(revision)
     app.add_typer(db_app, name="db")
     app.command("stats")(stats)
     app.command("show")(show)
@@ -37,21 +38,32 @@ def init(db: DbOption = None) -> None:
 
 
 def upgrade(db: DbOption = None) -> None:
-    """Upgrade the library's schema to this curator's (back it up first).
+    """Upgrade the library's schema to this curator's (back the file up first).
 
-    Example: cp db/curator.sqlite db/backup.sqlite && curator db upgrade
+    Example: curator db upgrade --db db/curator.sqlite
     """
     open_library(db, check_schema=False).close()  # a clear error if there is nothing there
     init(db)
 
 
 def current(db: DbOption = None) -> None:
-    """Print the library's schema revision and the one this curator expects."""
+    """Print the library's schema revision and the one this curator expects.
+
+    Example: curator db current
+    """
     lib = open_library(db, check_schema=False)
     try:
         console.print(f"library: {schema.current_revision(lib.engine)}  expected: {schema.head_revision()}")
     finally:
         lib.close()
+
+
+def revision(message: Annotated[str, typer.Argument(help="What the schema change does.")]) -> None:
+    """For developers: write a new migration from the models' changes (review it, then commit).
+
+    Example: curator db revision "add image tags"
+    """
+    console.print(f"Wrote {schema.new_revision(message)}")
 
 
 def stats(db: DbOption = None, json_: JsonOption = False) -> None:
@@ -89,7 +101,7 @@ def show(image: ImageArg, db: DbOption = None, json_: JsonOption = False) -> Non
     for key, value in data.items():
         if key in ("locations", "history"):
             continue
-        if value not in (None, False):
+        if value is not None and value is not False:  # `not in (None, False)` hides a 0
             console.print(f"{key:>16}: {value}")
     for loc in data["locations"]:
         extra = f"  (folder label {loc['folder_label']})" if loc["folder_label"] else ""

@@ -1,0 +1,56 @@
+"""``curator demo``: the main job, the curation loop on sample_data/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from curator import demo as demo_lib
+from curator.cli.common import JsonOption, console, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    data: Annotated[Path, typer.Option(help="The sample data folder (library/, staged/, pool/).")] = Path("sample_data"),
+    db: Annotated[Optional[str], typer.Option("--db", help=f"Where to build the demo library [default: {demo_lib.DEFAULT_DB}].", show_default=False)] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Replace an existing library at --db.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Run the curation loop on sample_data/ in a fresh library, saying what each step did.
+
+    Example: curator demo
+    """
+    lib = demo_lib.fresh_library(db, replace=fresh)
+    results = {}
+    for step, result in demo_lib.steps(lib, data):
+        results[step] = result
+        if not json_:
+            _print_step(step, result)
+    if json_:
+        return print_json(results)
+    console.print(f"\nDone. The library is {lib.display}; look around with:\n"
+                  f"  curator classes --db {Path(lib.folder) / 'curator.sqlite'}\n"
+                  f"  curator stats --db {Path(lib.folder) / 'curator.sqlite'}")
+
+
+def _print_step(step: str, r: dict) -> None:
+    if "added" in r:
+        console.print(f"[{step}] {r['added']} new images from {r['files']} files, {r['duplicates']} duplicate"
+                      f" paths, {len(r['rejected'])} rejected, {len(r['conflicts'])} label conflicts"
+                      f" ({r['images_per_second']:.0f} files/s).")
+    elif step == "classes":
+        below = [c["class"] for c in r["classes"] if c["below_cutoff"]]
+        console.print(f"[{step}] {len(r['classes'])} classes; below --min-count {r['min_count']}:"
+                      f" {', '.join(below) or 'none'}")
+        for c in r["classes"]:
+            subs = f" ({len(c['subclasses'])} sub-classes)" if c["subclasses"] else ""
+            flag = f"  needs {c['needs']} more" if c["below_cutoff"] else ""
+            console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['real']:>4} real{subs}{flag}")
+    else:
+        console.print(f"[{step}] {r['images']} images: {r['labelled']} labelled, {r['unknown']} unknown,"
+                      f" {r['unlabelled']} unlabelled, {r['rejected']} rejected, {r['staged']} staged.")
