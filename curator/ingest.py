@@ -110,6 +110,7 @@ class _Bad(Exception):
 def _decode(data: bytes) -> dict:
     """Metadata and pHash of an image held in memory; raises _Bad with a reason."""
     import imagehash
+    import numpy as np
     from PIL import Image as PILImage
     from PIL import ImageOps, UnidentifiedImageError
 
@@ -134,13 +135,24 @@ def _decode(data: bytes) -> dict:
             img.load()
         except Exception as e:  # noqa: BLE001
             raise _Bad(f"corrupt or truncated: {e}") from None
-    img = ImageOps.exif_transpose(img).convert("L")
+    img = _on_white(ImageOps.exif_transpose(img)).convert("L")
     factor = min(img.size) // HASH_SIDE
     if factor > 1:
         img = img.reduce(factor)
-    value = int(str(imagehash.phash(img)), 16)
+    bits = imagehash.phash(img).hash.flatten()  # row-major, as imagehash's own hex string
+    value = int.from_bytes(np.packbits(bits).tobytes(), "big")
     meta["phash"] = value - (1 << 64) if value >= 1 << 63 else value  # fits SQLite's INTEGER
     return meta
+
+
+def _on_white(img):
+    """Transparent pixels hide arbitrary colours: hash what a viewer sees, the image on white."""
+    from PIL import Image as PILImage
+
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        return PILImage.alpha_composite(PILImage.new("RGBA", img.size, (255, 255, 255, 255)), img)
+    return img
 
 
 def _quiet_worker() -> None:
@@ -353,6 +365,7 @@ class _Writer:
                 loc.path: loc
                 for loc in s.scalars(select(ImageLocation).where(ImageLocation.path.in_(paths)))
             }
+            self._labels: dict[LabelSpec, tuple] = {}  # class rows, looked up once a chunk
             for cand, result in chunk:
                 self._one(s, cand, result, images, locations)
         self.written += len(chunk)
@@ -377,7 +390,9 @@ class _Writer:
         loc.batch_id = self.summary.batch_id
 
     def _new_image(self, s: Session, cand: Candidate, r: dict) -> Image:
-        cls, sub = resolve(s, cand.label, create=True)
+        if cand.label not in self._labels:
+            self._labels[cand.label] = resolve(s, cand.label, create=True)
+        cls, sub = self._labels[cand.label]
         image = Image(
             sha256=r["sha256"], phash=r.get("phash"), width=r.get("width"),
             height=r.get("height"), format=r.get("format"), mode=r.get("mode"),

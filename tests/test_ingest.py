@@ -222,6 +222,27 @@ def test_near_duplicates_have_close_perceptual_hashes(library, tmp_path):
     assert dist("a.png", "other.png") > 12
 
 
+def test_transparent_images_are_hashed_as_seen_on_white(library, tmp_path):
+    # Same visible picture, different colours under the fully transparent pixels.
+    seen = write_image(tmp_path / "in" / "x.png", size=(96, 96), seed=4)
+    a = PILImage.open(seen).convert("RGBA")
+    mask = PILImage.new("L", a.size, 0)
+    mask.paste(255, (24, 24, 72, 72))
+    a.putalpha(mask)
+    b = PILImage.new("RGBA", a.size, (0, 255, 0, 0))
+    b.paste(a, (0, 0), a)
+    a.save(tmp_path / "in" / "a.png")
+    b.save(tmp_path / "in" / "b.png")
+    seen.unlink()
+    PILImage.alpha_composite(PILImage.new("RGBA", a.size, "white"), a).convert("RGB").save(
+        tmp_path / "in" / "c.jpg", quality=90)
+    ingest.import_paths(library, [tmp_path / "in"])
+    with library.session() as s:
+        h = {Path(im.path).name: im.phash & (2**64 - 1) for im in s.scalars(select(Image))}
+    assert h["a.png"] == h["b.png"]
+    assert bin(h["a.png"] ^ h["c.jpg"]).count("1") <= 4
+
+
 def test_missing_path_is_a_one_line_error(cli, library, tmp_path):
     r = cli("import", tmp_path / "nope")
     assert r.exit_code == 1

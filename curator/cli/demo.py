@@ -50,6 +50,7 @@ def _print_step(step: str, r: dict) -> None:
         for c in r["classes"]:
             subs = f" ({len(c['subclasses'])} sub-classes)" if c["subclasses"] else ""
             flag = f"  needs {c['needs']} more" if c["below_cutoff"] else ""
+            flag += "  staged/synthetic only" if c["only_staged_or_synthetic"] else ""
             console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['real']:>4} real{subs}{flag}")
     else:
         console.print(f"[{step}] {r['images']} images: {r['labelled']} labelled, {r['unknown']} unknown,"

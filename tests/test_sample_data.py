@@ -1,0 +1,73 @@
+"""sample_data/ through the real CLI: the counts it promises in expected.json, and the demo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SAMPLE, as_json
+
+EXPECTED = json.loads((SAMPLE / "expected.json").read_text())
+
+
+@pytest.fixture
+def imported(cli):
+    assert cli("init").exit_code == 0
+    r = cli("import", SAMPLE / "library", "--labels-from-folders", "--json")
+    return as_json(r)
+
+
+def test_import_counts_match_expected(imported):
+    assert imported["files"] == EXPECTED["library_files"]
+    assert imported["added"] == EXPECTED["library_distinct_bytes"]
+    assert imported["duplicates"] == EXPECTED["library_files"] - EXPECTED["library_distinct_bytes"]
+    assert imported["rejected"] == [] and imported["failed"] == []
+    assert imported["added_by_label"]["unknown"] == EXPECTED["unknown"]
+
+
+def test_classes_prints_the_expected_counts(cli, imported):
+    data = as_json(cli("classes", "--json"))
+    got = {row["class"]: row for row in data["classes"]}
+    assert set(got) == set(EXPECTED["classes"])
+    for name, want in EXPECTED["classes"].items():
+        row = got[name]
+        assert row["labelled"] == row["real"] == want["images"], name
+        assert {s["subclass"]: s["labelled"] for s in row["subclasses"]} == want.get("subclasses", {}), name
+        assert row["below_cutoff"] == (want["images"] < 40), name
+    assert data["unknown"] == EXPECTED["unknown"]
+
+    table = cli("classes").stdout
+    for name, want in EXPECTED["classes"].items():
+        line = next(l for l in table.splitlines() if l.startswith(name + " "))
+        assert f" {want['images']} " in line
+        assert ("needs" in line) == (want["images"] < 40)
+
+
+def test_staged_only_class_is_called_out(cli, imported):
+    r = cli("import", SAMPLE / "staged", "--labels-from-folders", "--staged", "--json")
+    assert as_json(r)["added"] == sum(EXPECTED["staged"].values())
+    rows = {row["class"]: row for row in as_json(cli("classes", "--json"))["classes"]}
+    for name in EXPECTED["staged_only_classes"]:
+        assert rows[name]["only_staged_or_synthetic"] and rows[name]["real"] == 0
+    assert "staged/synthetic only" in cli("classes").stdout
+
+
+def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
+    db = tmp_path / "demo" / "curator.sqlite"
+    r = cli("demo", "--data", SAMPLE, "--db", db)
+    assert r.exit_code == 0, r.output
+    assert f"[import labelled images] {EXPECTED['library_distinct_bytes']} new images" in r.stdout
+    assert f"[import the unlabelled pool] {EXPECTED['pool']['new_distinct_bytes']} new images" in r.stdout
+    assert "below --min-count 40:" in r.stdout
+    assert "Done. The library is" in r.stdout
+    again = cli("demo", "--data", SAMPLE, "--db", db)
+    assert again.exit_code == 1
+    assert again.stderr == f"Error: {db} already exists: pass --fresh to replace it with the demo library\n"
+    assert cli("demo", "--data", SAMPLE, "--db", db, "--fresh").exit_code == 0
+
+
+def test_demo_without_sample_data_is_a_one_line_error(cli, tmp_path):
+    r = cli("demo", "--data", tmp_path / "nothing", "--db", tmp_path / "d.sqlite")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("Error: no sample data at ")
