@@ -43,7 +43,7 @@ from curator.library.models import (
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"}
 FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF"}
-HASH_SIDE = 128  # images are reduced to about this before the 32x32 pHash resize
+HASH_SIDE = 64  # images are reduced to about this before the 32x32 pHash resize
 SERIAL_BELOW = 48  # fewer new files than this are probed in-process: no pool start-up cost
 
 
@@ -130,8 +130,10 @@ def _decode(data: bytes) -> dict:
         try:
             meta["exif_orientation"] = img.getexif().get(0x0112)
             if img.format in ("JPEG", "MPO"):
-                # Decode at 1/2..1/8 scale: the hash needs 32x32, not 12 megapixels.
-                img.draft("RGB", (HASH_SIDE, HASH_SIDE))
+                # Decode at 1/2..1/8 scale and grey only (no colour conversion): the hash needs
+                # 32x32 grey pixels, not 12 colour megapixels. Every byte is still decoded, so a
+                # truncated or corrupt file is still caught.
+                img.draft("L", (HASH_SIDE, HASH_SIDE))
             img.load()
         except Exception as e:  # noqa: BLE001
             raise _Bad(f"corrupt or truncated: {e}") from None
@@ -291,6 +293,7 @@ def _probed(todo: list[Candidate], workers: int | None) -> Iterator[tuple[Candid
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    import imagehash  # noqa: F401  (loaded once here, forked workers inherit it: no start-up cost)
     with ctx.Pool(workers, initializer=_quiet_worker) as pool:
         # imap keeps order (ids follow the walk) and streams: memory stays flat as N grows.
         yield from zip(todo, pool.imap(probe, [c.path for c in todo], chunksize=4))
