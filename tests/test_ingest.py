@@ -325,6 +325,18 @@ def _wait_for_some_images(db_path, proc, at_least=16) -> int:
     raise AssertionError("the import finished or stalled before it could be interrupted")
 
 
+def test_should_stop_ends_the_import_early_and_a_rerun_finishes_it(library, make_tree):
+    root = make_tree({f"c/{i}.png": i for i in range(40)})
+    seen = []
+    first = ingest.import_paths(library, [root], commit_every=8, workers=1,
+                                should_stop=lambda: seen.append(1) or len(seen) >= 10)
+    assert first.interrupted and 0 < first.added < 40
+    rest = ingest.import_paths(library, [root])
+    assert not rest.interrupted and (rest.unchanged, rest.added) == (first.added, 40 - first.added)
+    with library.session() as s:
+        assert [b.status for b in s.scalars(select(ImportBatch).order_by(ImportBatch.id))] == ["interrupted", "done"]
+
+
 def _imported(db_path, root, cli_env):
     r = subprocess.run(
         [sys.executable, "-m", "curator", "import", str(root), "--labels-from-folders",
@@ -340,7 +352,8 @@ def cli_env():
     return {**os.environ, "CURATOR_USER": "tester"}
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGTERM, 130), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGTERM, 130), (signal.SIGINT, 130)],
+                         ids=["kill", "term", "ctrl-c"])
 def test_interrupted_import_resumes_to_the_same_library(tmp_path, big_tree, cli_env, sig, code):
     from curator.library import init_library
 
@@ -353,7 +366,7 @@ def test_interrupted_import_resumes_to_the_same_library(tmp_path, big_tree, cli_
     saved = _wait_for_some_images(broken, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code
+    assert proc.returncode == code, err
     if code == 130:
         assert "Interrupted: every image recorded so far is kept" in err
         assert "Traceback" not in err

@@ -11,6 +11,8 @@ from sqlalchemy import inspect
 from curator.errors import LibraryNotFound, SchemaOutOfDate
 from curator.library import init_library, make_engine, open_library, resolve_url, schema
 
+from conftest import as_json
+
 TABLES = {"images", "image_locations", "classes", "subclasses", "import_batches", "label_events"}
 
 
@@ -61,15 +63,24 @@ def _set_revision(db_path, revision):
         conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
 
 
-def test_older_schema_asks_for_db_upgrade(library, db_path, monkeypatch):
-    # A future curator with a migration 0002 opening today's library.
-    monkeypatch.setattr(schema, "head_revision", lambda: "0002")
+def test_older_schema_asks_for_db_upgrade(library, db_path):
+    schema.downgrade(library.engine, "0001")
     with pytest.raises(SchemaOutOfDate) as e:
         open_library(db_path)
     assert str(e.value) == (
-        f"library schema is at revision 0001, this curator expects 0002:"
+        f"library schema is at revision 0001, this curator expects {schema.head_revision()}:"
         f" back up {resolve_url(db_path)}, then run `curator db upgrade`"
     )
+
+
+def test_db_upgrade_brings_an_old_library_up_to_date_and_keeps_its_images(cli, library, db_path, make_tree):
+    root = make_tree({"emu/a.png": 1, "b.png": 2})
+    assert cli("import", root, "--labels-from-folders").exit_code == 0
+    schema.downgrade(library.engine, "0001")
+    assert cli("stats").exit_code == 1
+    r = cli("db", "upgrade")
+    assert r.stdout.startswith(f"Upgraded library {resolve_url(db_path)} from schema 0001 to ")
+    assert as_json(cli("stats", "--json"))["images"] == 2
 
 
 def test_newer_schema_asks_for_newer_curator(library, db_path):
@@ -78,8 +89,8 @@ def test_newer_schema_asks_for_newer_curator(library, db_path):
         open_library(db_path)
 
 
-def test_cli_reports_old_schema_in_one_line(cli, library, db_path, monkeypatch):
-    monkeypatch.setattr(schema, "head_revision", lambda: "0002")
+def test_cli_reports_old_schema_in_one_line(cli, library, db_path):
+    schema.downgrade(library.engine, "0001")
     result = cli("stats")
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: library schema is at revision 0001")

@@ -23,8 +23,23 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _Stop:
+    """First Ctrl-C or SIGTERM: finish writing what was read, then stop. Second: stop now.
+
+    Raising KeyboardInterrupt in the middle of a database commit is what a graceful stop avoids.
+    """
+
+    def __init__(self) -> None:
+        self.asked = False
+
+    def __call__(self, signum=None, frame=None) -> bool:
+        if signum is None:  # polled by the import
+            return self.asked
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        err_console.print("Stopping after the images read so far are saved (Ctrl-C again to stop now)...")
+        return True
 
 
 def import_(
@@ -53,7 +68,9 @@ def import_(
     if subclass and not class_:
         raise typer.BadParameter("--subclass needs --class", param_hint="--subclass")
     lib = open_lib(db)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops as cleanly as Ctrl-C
+    stop = _Stop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # `kill` stops as cleanly as Ctrl-C
+        signal.signal(sig, stop)
     try:
         with progress(quiet=json_) as bar:
             task = bar.add_task("importing", total=None)
@@ -62,11 +79,14 @@ def import_(
                 unknown=unknown, staged=staged, synthetic=synthetic, benchmark=benchmark,
                 source=source, workers=workers, commit_every=commit_every,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                should_stop=stop,
             )
     except KeyboardInterrupt:
+        summary = None
+    if summary is None or summary.interrupted:
         err_console.print("Interrupted: every image recorded so far is kept;"
                           " run the same command again to resume.")
-        raise typer.Exit(130) from None
+        raise typer.Exit(130)
     if json_:
         return print_json(summary.to_dict())
     _print_summary(summary)

@@ -6,10 +6,13 @@ The schema changes only through an Alembic migration in ``migrations/versions``;
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, timezone
 
 from sqlalchemy import (
     BigInteger,
+    Float,
+    LargeBinary,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -117,6 +120,8 @@ class Image(Base):
     mode: Mapped[str | None] = mapped_column(String(20))
     bytes: Mapped[int] = mapped_column(BigInteger)
     exif_orientation: Mapped[int | None] = mapped_column(Integer)
+    # Colour histogram on white (8 bins per channel, uint16): pHash is grey, this sees colour.
+    color_sig: Mapped[builtins.bytes | None] = mapped_column(LargeBinary(48))  # `bytes` is a column
     path: Mapped[str] = mapped_column(Text)  # the first location it was imported from
     source: Mapped[str] = mapped_column(String(200))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
@@ -131,6 +136,9 @@ class Image(Base):
     synthetic: Mapped[bool] = mapped_column(default=False)
     benchmark: Mapped[bool] = mapped_column(default=False)
     note: Mapped[str | None] = mapped_column(Text)
+    dup_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("duplicate_groups.id", ondelete="SET NULL"), index=True
+    )
 
     label_class: Mapped[LabelClass | None] = relationship(foreign_keys=[class_id])
     subclass: Mapped[Subclass | None] = relationship(
@@ -206,3 +214,93 @@ class LabelEvent(Base):
     image: Mapped[Image] = relationship()
 
     __table_args__ = (Index("ix_label_events_image_id_at", "image_id", "at"),)
+
+
+class DuplicateGroup(Base):
+    """Images that are the same picture (same pixels, or near in pHash and colour).
+
+    One member is canonical: real before staged/synthetic, then the largest, then the oldest.
+    Images not in any group are unique.
+    """
+
+    __tablename__ = "duplicate_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    canonical_id: Mapped[int | None] = mapped_column(
+        ForeignKey("images.id", ondelete="SET NULL", use_alter=True)
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    canonical: Mapped[Image | None] = relationship(foreign_keys=[canonical_id], post_update=True)
+    members: Mapped[list[Image]] = relationship(
+        foreign_keys=[Image.dup_group_id], order_by="Image.id", viewonly=True
+    )
+
+
+class DuplicatePair(Base):
+    """The evidence for a group: two images found to be duplicates, and how close they are."""
+
+    __tablename__ = "duplicate_pairs"
+
+    image_a: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_b: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # pixels, phash
+    distance: Mapped[int] = mapped_column(Integer)  # pHash bits
+    color_distance: Mapped[float | None] = mapped_column(Float)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("dedup_runs.id"))
+
+    __table_args__ = (CheckConstraint("image_a < image_b", name="ordered"),)
+
+
+class DedupRun(Base):
+    """One ``curator dedup``: its settings and the newest image it covered (for incremental runs)."""
+
+    __tablename__ = "dedup_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    threshold: Mapped[int] = mapped_column(Integer)
+    color_threshold: Mapped[float] = mapped_column(Float)
+    last_image_id: Mapped[int] = mapped_column(Integer, default=0)
+    compared: Mapped[int] = mapped_column(Integer, default=0)
+    new_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    groups: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SplitBuild(Base):
+    """A named, stored data-set version: its parameters, its classes and each image's split."""
+
+    __tablename__ = "split_builds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    params: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    classes: Mapped[str] = mapped_column(Text, default="[]")  # JSON list: the model head's order
+    report: Mapped[str] = mapped_column(Text, default="{}")  # JSON: below cutoff, problems...
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("split_builds.id"))
+
+
+class SplitMember(Base):
+    """One image's split in one build."""
+
+    __tablename__ = "split_members"
+
+    build_id: Mapped[int] = mapped_column(
+        ForeignKey("split_builds.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    split: Mapped[str] = mapped_column(String(20))
+
+    __table_args__ = (
+        CheckConstraint("split IN ('train', 'val', 'test', 'benchmark')", name="split"),
+        Index("ix_split_members_build_split", "build_id", "split"),
+    )

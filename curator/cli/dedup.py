@@ -1,0 +1,75 @@
+"""``curator dedup`` and ``curator duplicates``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from curator import dedup as dedup_lib
+from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dedup")(dedup)
+    app.command("duplicates")(duplicates)
+
+
+def dedup(
+    threshold: Annotated[int, typer.Option(help="Largest pHash distance (bits) that is a duplicate.")] = dedup_lib.DEFAULT_THRESHOLD,
+    color_threshold: Annotated[float, typer.Option(help="Largest colour difference (0-1, share of pixels in other colour bins) that is a duplicate.")] = dedup_lib.DEFAULT_COLOR_THRESHOLD,
+    full: Annotated[bool, typer.Option("--full", help="Compare every image again, not only the new ones.")] = False,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Group duplicate images: same pixels, or near in perceptual hash and colour.
+
+    Incremental: only images added since the last run are compared (against all of them).
+
+    Example: curator dedup --threshold 8
+    """
+    summary = dedup_lib.find_duplicates(open_lib(db), threshold=threshold,
+                                        color_threshold=color_threshold, full=full)
+    if json_:
+        return print_json(summary.to_dict())
+    what = "all" if summary.full else "new"
+    console.print(
+        f"Compared {summary.compared} {what} of {summary.images} images in {summary.seconds:.1f} s:"
+        f" {summary.new_pairs} duplicate pairs stored ({summary.candidate_pairs - summary.new_pairs}"
+        f" near in pHash but not in colour), {summary.groups} groups holding"
+        f" {summary.images_in_groups} images, {summary.conflicts} with conflicting labels."
+    )
+    if summary.conflicts:
+        console.print("See them with `curator duplicates --conflicts`.")
+
+
+def duplicates(
+    group: Annotated[Optional[int], typer.Option(help="Show one group.")] = None,
+    conflicts: Annotated[bool, typer.Option("--conflicts", help="Only groups whose members carry different labels, and paths filed under another label.")] = False,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """List duplicate groups (canonical image first), or the label conflicts among them.
+
+    Example: curator duplicates --conflicts
+    """
+    with open_lib(db).session() as s:
+        if conflicts:
+            found = dedup_lib.all_conflicts(s)
+            groups, locations = found.groups, found.locations
+        else:
+            groups, locations = dedup_lib.list_groups(s, group), []
+    if json_:
+        return print_json({"groups": groups, "locations": locations} if conflicts else groups)
+    t = table("Group", "Id", "Label", "Canonical", "Size", "Path")
+    for g in groups:
+        for m in sorted(g["members"], key=lambda m: not m["canonical"]):
+            t.add_row(str(g["group"]), str(m["id"]), m["label"], "yes" if m["canonical"] else "",
+                      f"{m['width']}x{m['height']}", m["path"])
+    console.print(t)
+    what = "groups with conflicting labels" if conflicts else "duplicate groups"
+    console.print(f"{len(groups)} {what}.")
+    if locations:
+        console.print("Paths filed under another label than their image has:")
+        for loc in locations:
+            console.print(f"  {loc['path']}: folder says {loc['folder_label']}, image {loc['image']} is {loc['label']}")

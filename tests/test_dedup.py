@@ -1,0 +1,153 @@
+"""`curator dedup` / `curator duplicates` on real images: planted duplicates, conflicts, increments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from PIL import PngImagePlugin
+from sqlalchemy import select
+
+from curator import dedup, ingest
+from curator.errors import InvalidInput
+from curator.library.models import DuplicatePair, Image
+
+from conftest import SAMPLE, as_json, write_image
+
+EXPECTED = json.loads((SAMPLE / "expected.json").read_text())
+PLANTED = {frozenset((str(SAMPLE / a), str(SAMPLE / b))) for a, b, _ in EXPECTED["near_duplicate_pairs"]}
+
+
+def pairs_by_path(lib) -> set[frozenset]:
+    with lib.session() as s:
+        paths = dict(s.execute(select(Image.id, Image.path)).all())
+        return {frozenset((paths[p.image_a], paths[p.image_b])) for p in s.scalars(select(DuplicatePair))}
+
+
+def groups_by_path(lib) -> set[frozenset]:
+    with lib.session() as s:
+        return {frozenset(m["path"] for m in g["members"]) for g in dedup.list_groups(s)}
+
+
+@pytest.fixture
+def sample(library):
+    ingest.import_paths(library, [SAMPLE / "library"], labels_from_folders=True)
+    ingest.import_paths(library, [SAMPLE / "pool"])
+    return library
+
+
+def test_planted_near_duplicates_are_grouped_and_nothing_else(sample):
+    summary = dedup.find_duplicates(sample)
+    assert pairs_by_path(sample) == PLANTED  # re-encoded, resized, cropped: all found
+    assert summary.groups == len(PLANTED) and summary.images_in_groups == 2 * len(PLANTED)
+
+
+def test_skin_tones_are_near_in_phash_but_not_duplicates(sample):
+    # pHash is grey: skin-tone variants of one emoji sit within 8 bits; colour tells them apart.
+    summary = dedup.find_duplicates(sample)
+    assert summary.candidate_pairs > 10 * summary.new_pairs
+    everything = dedup.find_duplicates(sample, color_threshold=1.0)
+    assert everything.new_pairs == everything.candidate_pairs > len(PLANTED)
+
+
+def test_label_conflicts_are_reported(sample, cli):
+    dedup.find_duplicates(sample)
+    with sample.session() as s:
+        conflicts = dedup.label_conflicts(s)
+    found = {frozenset(Path(m["path"]).relative_to(SAMPLE).as_posix() for m in g["members"]) for g in conflicts}
+    assert len(found) == len(EXPECTED["label_conflicts"]) == 2
+    assert all(g["conflict"] and len(g["labels"]) == 2 for g in conflicts)
+    assert {p for g in found for p in g} >= set(EXPECTED["label_conflicts"])
+    r = cli("duplicates", "--conflicts")
+    assert r.exit_code == 0 and "2 groups with conflicting labels." in r.stdout
+    assert "animal-mammal" in r.stdout and "animal-bird" in r.stdout
+
+
+def test_incremental_run_gives_the_same_groups_as_a_full_one(library, tmp_path):
+    from curator.library import init_library, open_library
+
+    ingest.import_paths(library, [SAMPLE / "library"], labels_from_folders=True)
+    first = dedup.find_duplicates(library)
+    ingest.import_paths(library, [SAMPLE / "pool"])
+    second = dedup.find_duplicates(library)
+    assert not second.full and second.compared == EXPECTED["pool"]["new_distinct_bytes"]
+    assert first.full and second.new_pairs > 0
+
+    other = tmp_path / "other" / "c.sqlite"
+    init_library(other)
+    full = open_library(other)
+    ingest.import_paths(full, [SAMPLE / "library"], labels_from_folders=True)
+    ingest.import_paths(full, [SAMPLE / "pool"])
+    dedup.find_duplicates(full)
+    assert groups_by_path(library) == groups_by_path(full)
+    assert pairs_by_path(library) == pairs_by_path(full)
+    again = dedup.find_duplicates(library)
+    assert (again.compared, again.new_pairs) == (0, 0)
+
+
+def test_changed_settings_compare_everything_again(sample):
+    dedup.find_duplicates(sample)
+    tighter = dedup.find_duplicates(sample, threshold=2)
+    assert tighter.full and tighter.compared == tighter.images
+    assert pairs_by_path(sample) < PLANTED
+
+
+def test_same_pixels_in_different_files_is_a_pixel_duplicate(library, tmp_path):
+    a = write_image(tmp_path / "in" / "a.png", size=(80, 60), seed=5)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "same pixels, other bytes")
+    PILImage.open(a).save(tmp_path / "in" / "b.png", pnginfo=info)
+    write_image(tmp_path / "in" / "c.png", size=(80, 60), seed=6)
+    ingest.import_paths(library, [tmp_path / "in"])
+    dedup.find_duplicates(library)
+    with library.session() as s:
+        (pair,) = s.scalars(select(DuplicatePair)).all()
+        assert (pair.kind, pair.distance) == ("pixels", 0)
+
+
+def test_canonical_is_real_then_largest_then_oldest(library, tmp_path):
+    big = write_image(tmp_path / "staged" / "big.png", size=(160, 120), seed=8)
+    (tmp_path / "real").mkdir()
+    PILImage.open(big).resize((80, 60)).save(tmp_path / "real" / "small.png")
+    PILImage.open(big).resize((120, 90)).save(tmp_path / "real" / "mid.png")
+    ingest.import_paths(library, [tmp_path / "staged"], label="emu", staged=True)
+    ingest.import_paths(library, [tmp_path / "real"], label="emu")
+    dedup.find_duplicates(library)
+    with library.session() as s:
+        (group,) = dedup.list_groups(s)
+        canonical = next(m for m in group["members"] if m["canonical"])
+        assert Path(canonical["path"]).name == "mid.png"  # real beats the bigger staged image
+        assert group["conflict"] is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threshold": 17}, "--threshold 17 is out of range: give 0 to 16 bits (8 is the default)"),
+        ({"threshold": -1}, "--threshold -1 is out of range: give 0 to 16 bits (8 is the default)"),
+        ({"color_threshold": 1.5}, "--color-threshold 1.5 is out of range: give 0 to 1 (0.09 is the default)"),
+    ],
+)
+def test_bad_settings_are_refused(library, cli, kwargs, message):
+    with pytest.raises(InvalidInput) as e:
+        dedup.find_duplicates(library, **kwargs)
+    assert str(e.value) == message
+    flag, value = next(iter(kwargs.items()))
+    r = cli("dedup", f"--{flag.replace('_', '-')}", value)
+    assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n")
+
+
+def test_cli_dedup_and_duplicates(sample, cli):
+    r = cli("dedup")
+    assert r.exit_code == 0
+    assert r.stdout.startswith(f"Compared {EXPECTED['library_distinct_bytes'] + EXPECTED['pool']['new_distinct_bytes']} all of")
+    assert f"{len(PLANTED)} groups holding {2 * len(PLANTED)} images, 2 with conflicting labels." in r.stdout
+    data = as_json(cli("duplicates", "--json"))
+    assert len(data) == len(PLANTED)
+    first = data[0]["group"]
+    one = as_json(cli("duplicates", "--group", first, "--json"))
+    assert one == [data[0]] and sum(m["canonical"] for m in one[0]["members"]) == 1
+    r = cli("duplicates", "--group", 9999)
+    assert (r.exit_code, r.stderr) == (1, "Error: no duplicate group 9999: list them with `curator duplicates`\n")
