@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from curator import catalog, classes, ingest
+from curator import catalog, classes, dedup, ingest, splits
 from curator.errors import InvalidInput
 from curator.library import Library, init_library, open_library
 
@@ -49,4 +49,9 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
         lib, [parts["pool"]], source="sample-pool").to_dict()
     with lib.session() as s:
         yield "classes", {"min_count": min_count, "classes": classes.class_table(s, min_count)}
+    yield "find duplicates", dedup.find_duplicates(lib).to_dict()
+    with lib.session() as s:
+        yield "label conflicts", {"groups": dedup.label_conflicts(s)}
+    yield "build-splits at 35 (throw-away)", splits.build(lib, min_count=35, name="throwaway-35")
+    yield f"build-splits at {min_count}", splits.build(lib, min_count=min_count, name=f"min{min_count}")
     yield "library", catalog.stats(lib)

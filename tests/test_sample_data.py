@@ -60,6 +60,12 @@ def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     assert f"[import labelled images] {EXPECTED['library_distinct_bytes']} new images" in r.stdout
     assert f"[import the unlabelled pool] {EXPECTED['pool']['new_distinct_bytes']} new images" in r.stdout
     assert "below --min-count 40:" in r.stdout
+    planted = len(EXPECTED["near_duplicate_pairs"])
+    assert f"[find duplicates] {planted} duplicate groups holding {2 * planted} images" in r.stdout
+    assert f"[label conflicts] {len(EXPECTED['label_conflicts'])} duplicate groups carry two labels" in r.stdout
+    assert "[build-splits at 35 (throw-away)] throwaway-35: 7 classes" in r.stdout
+    assert "[build-splits at 40] min40: 5 classes" in r.stdout
+    assert r.stdout.count("leak check passed") == 2
     assert "Done. The library is" in r.stdout
     again = cli("demo", "--data", SAMPLE, "--db", db)
     assert again.exit_code == 1

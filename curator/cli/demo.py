@@ -33,9 +33,11 @@ def demo(
             _print_step(step, result)
     if json_:
         return print_json(results)
+    db_path = Path(lib.folder) / "curator.sqlite"
     console.print(f"\nDone. The library is {lib.display}; look around with:\n"
-                  f"  curator classes --db {Path(lib.folder) / 'curator.sqlite'}\n"
-                  f"  curator stats --db {Path(lib.folder) / 'curator.sqlite'}")
+                  f"  curator classes --db {db_path}\n"
+                  f"  curator duplicates --conflicts --db {db_path}\n"
+                  f"  curator splits show throwaway-35 --db {db_path}")
 
 
 def _print_step(step: str, r: dict) -> None:
@@ -52,6 +54,19 @@ def _print_step(step: str, r: dict) -> None:
             flag = f"  needs {c['needs']} more" if c["below_cutoff"] else ""
             flag += "  staged/synthetic only" if c["only_staged_or_synthetic"] else ""
             console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['real']:>4} real{subs}{flag}")
+    elif step == "find duplicates":
+        console.print(f"[{step}] {r['groups']} duplicate groups holding {r['images_in_groups']} images"
+                      f" ({r['candidate_pairs'] - r['new_pairs']} look-alike pairs told apart by colour).")
+    elif step == "label conflicts":
+        console.print(f"[{step}] {len(r['groups'])} duplicate groups carry two labels:")
+        for g in r["groups"]:
+            console.print("    " + "  vs  ".join(f"{m['label']} ({Path(m['path']).name})" for m in g["members"]))
+    elif step.startswith("build-splits"):
+        t = r["totals"]
+        console.print(f"[{step}] {r['name']}: {len(r['classes'])} classes, {t['train']} train, {t['val']} val,"
+                      f" {t['test']} test; left out: " + (", ".join(
+                          f"{c} (needs {n})" for c, n in sorted(r["below_cutoff"].items())) or "none")
+                      + f"; leak check {'passed' if not r['leaks'] else 'FAILED'}.")
     else:
         console.print(f"[{step}] {r['images']} images: {r['labelled']} labelled, {r['unknown']} unknown,"
                       f" {r['unlabelled']} unlabelled, {r['rejected']} rejected, {r['staged']} staged.")
