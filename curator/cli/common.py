@@ -36,8 +36,8 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 # Piped output gets a wide console so tables do not wrap at 80 columns.
-console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, highlight=False, markup=False)
+console = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def open_lib(db: str | None) -> Library:
