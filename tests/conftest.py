@@ -74,3 +74,22 @@ def make_tree(tmp_path):
 def as_json(result) -> dict:
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def error(result) -> str:
+    """The one line a failed command prints: exit code 1, `Error: ...` on stderr, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def ids(library) -> dict[str, int]:
+    """Image ids by file name."""
+    from sqlalchemy import select
+
+    from curator.library.models import Image
+
+    with library.session() as s:
+        return {Path(im.path).name: im.id for im in s.scalars(select(Image))}

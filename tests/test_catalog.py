@@ -15,7 +15,7 @@ from curator.ingest import import_paths
 from curator.library import schema
 from curator.library.models import Image
 
-from conftest import as_json
+from conftest import as_json, error, ids
 
 TREE = {
     "kangaroo/joey/j1.png": 1, "kangaroo/adult/a1.png": 2, "kangaroo/k1.png": 3,
@@ -40,10 +40,6 @@ def zoo(library, make_tree) -> Path:
     return root
 
 
-def ids(library) -> dict[str, int]:
-    with library.session() as s:
-        return {Path(im.path).name: im.id for im in s.scalars(select(Image))}
-
 
 def sha(library, name: str) -> str:
     with library.session() as s:
@@ -55,14 +51,6 @@ def set_sha(library, name: str, value: str) -> None:
     with library.session() as s:
         s.get(Image, ids(library)[name]).sha256 = value.ljust(64, "0")
 
-
-def error(result) -> str:
-    """The one line a failed command prints: exit code 1, `Error: ...` on stderr, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def cells(output: str) -> list[list[str]]:

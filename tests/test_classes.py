@@ -13,7 +13,7 @@ from curator.errors import ClassNotFound, InvalidInput
 from curator.ingest import import_paths
 from curator.library.models import Image, LabelClass, Subclass
 
-from conftest import as_json
+from conftest import as_json, error, ids
 
 TREE = {
     "kangaroo/joey/j1.png": 1, "kangaroo/joey/j2.png": 2, "kangaroo/adult/a1.png": 3,
@@ -22,10 +22,6 @@ TREE = {
 }
 ZEROS = dict.fromkeys(("labelled", "real", "staged", "synthetic", "benchmark", "rejected"), 0)
 
-
-def ids(library) -> dict[str, int]:
-    with library.session() as s:
-        return {Path(im.path).name: im.id for im in s.scalars(select(Image))}
 
 
 def labels_of(library) -> dict[str, str]:
@@ -40,14 +36,6 @@ def names(library) -> list[str]:
         out += [f"{sub.parent.name}/{sub.name}" for sub in s.scalars(select(Subclass))]
     return sorted(out)
 
-
-def error(result) -> str:
-    """The one line a failed command prints: exit code 1, `Error: ...` on stderr, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from curator.errors import ClassNotFound, InvalidInput
 from curator.ingest import import_paths
 from curator.library.models import Image
 
-from conftest import as_json, write_image
+from conftest import as_json, error, ids, write_image
 
 TREE = {
     "kangaroo/joey/j1.png": 1, "kangaroo/joey/j2.png": 2, "kangaroo/adult/a1.png": 3,
@@ -46,10 +46,6 @@ def labels_of(library) -> dict[str, str]:
     return {name: row[0] for name, row in state(library).items()}
 
 
-def ids(library) -> dict[str, int]:
-    with library.session() as s:
-        return {Path(im.path).name: im.id for im in s.scalars(select(Image))}
-
 
 def changes(library, name: str, since: int = 0) -> list[tuple]:
     """History rows of one image as (action, field, old, new, source, detail), oldest first."""
@@ -63,14 +59,6 @@ def changes(library, name: str, since: int = 0) -> list[tuple]:
 def images(s, library, *names) -> list[Image]:
     return [s.get(Image, ids(library)[n]) for n in names]
 
-
-def error(result) -> str:
-    """The one line a failed command prints: exit code 1, `Error: ...` on stderr, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 # -- the library ------------------------------------------------------------------------------
