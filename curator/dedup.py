@@ -141,11 +141,12 @@ def find_duplicates(
 def _store_pairs(s: Session, lib: Library, h: _Hashes, pairs: np.ndarray, color_threshold, run_id) -> int:
     if not len(pairs):
         return 0
-    i, j, dist = pairs[:, 0], pairs[:, 1], pairs[:, 2]
-    cdist = color_distance(h, i, j)
+    cdist = color_distance(h, pairs[:, 0], pairs[:, 1])
     keep = ~(cdist > color_threshold)  # NaN (no signature) keeps the pair: pHash alone decides
+    pairs, cdist = _spanning_forest(pairs[keep], cdist[keep], len(h.ids))
+    i, j, dist = pairs[:, 0], pairs[:, 1], pairs[:, 2]
     rows = []
-    for a, b, d, c in zip(h.ids[i[keep]], h.ids[j[keep]], dist[keep], cdist[keep]):
+    for a, b, d, c in zip(h.ids[i], h.ids[j], dist, cdist):
         kind = "pixels" if d == 0 and _same_pixels(s, int(a), int(b)) else "phash"
         rows.append(DuplicatePair(image_a=int(a), image_b=int(b), kind=kind, distance=int(d),
                                   color_distance=None if np.isnan(c) else round(float(c), 4),
@@ -153,6 +154,26 @@ def _store_pairs(s: Session, lib: Library, h: _Hashes, pairs: np.ndarray, color_
     s.add_all(rows)
     s.flush()
     return len(rows)
+
+
+def _spanning_forest(pairs: np.ndarray, cdist: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The closest pairs that still join every group: at most n-1 of them.
+
+    Groups only need a spanning forest. Without this, 10,000 blank images would be 50 million
+    stored pairs and as many pixel comparisons.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    if len(pairs) < 2:
+        return pairs, cdist
+    weight = pairs[:, 2] + 1.0  # csgraph reads a 0 weight as "no edge"
+    tree = minimum_spanning_tree(coo_matrix((weight, (pairs[:, 0], pairs[:, 1])), shape=(n, n))).tocoo()
+    a, b = np.minimum(tree.row, tree.col), np.maximum(tree.row, tree.col)
+    index = {(x, y): k for k, (x, y) in enumerate(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))}
+    chosen = np.array([index[(x, y)] for x, y in zip(a.tolist(), b.tolist())], dtype=np.int64)
+    chosen.sort()
+    return pairs[chosen], cdist[chosen]
 
 
 def _same_pixels(s: Session, a: int, b: int) -> bool:

@@ -48,8 +48,9 @@ def test_skin_tones_are_near_in_phash_but_not_duplicates(sample):
     # pHash is grey: skin-tone variants of one emoji sit within 8 bits; colour tells them apart.
     summary = dedup.find_duplicates(sample)
     assert summary.candidate_pairs > 10 * summary.new_pairs
-    everything = dedup.find_duplicates(sample, color_threshold=1.0)
-    assert everything.new_pairs == everything.candidate_pairs > len(PLANTED)
+    colour_blind = dedup.find_duplicates(sample, color_threshold=1.0)
+    assert colour_blind.full and colour_blind.candidate_pairs == summary.candidate_pairs
+    assert colour_blind.images_in_groups > 3 * summary.images_in_groups  # skin tones merged
 
 
 def test_label_conflicts_are_reported(sample, cli):
@@ -105,6 +106,20 @@ def test_same_pixels_in_different_files_is_a_pixel_duplicate(library, tmp_path):
     with library.session() as s:
         (pair,) = s.scalars(select(DuplicatePair)).all()
         assert (pair.kind, pair.distance) == ("pixels", 0)
+
+
+def test_many_identical_images_store_a_spanning_set_not_every_pair(library, tmp_path):
+    # 30 blank images (same pixels, different bytes) are 435 pairs but one group of 30.
+    for k in range(30):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("n", str(k))
+        PILImage.new("RGB", (40, 30), "white").save(tmp_path / f"blank{k:02d}.png", pnginfo=info)
+    ingest.import_paths(library, [tmp_path], label="emu")
+    summary = dedup.find_duplicates(library)
+    assert summary.candidate_pairs == 435
+    assert (summary.new_pairs, summary.groups, summary.images_in_groups) == (29, 1, 30)
+    with library.session() as s:
+        assert {p.kind for p in s.scalars(select(DuplicatePair))} == {"pixels"}
 
 
 def test_canonical_is_real_then_largest_then_oldest(library, tmp_path):
