@@ -25,9 +25,10 @@ substrings mean long keys, sparse buckets and many probes; many substrings mean 
 into crowded buckets. ``plan`` evaluates this model (constants measured with numpy 2: ~10 ns a
 probe, ~20 ns a candidate, plus building the tables) for ``m = 3..16`` and takes the cheapest.
 For N = 1,000,000 and threshold 8 that is ``m = 3`` (22/21/21-bit substrings, radius 2 each):
-~720 probes and ~280 candidates per item, about ten seconds on two cores. The neighbourhood
-grows fast with the threshold: at 1M, threshold 12 costs ~15,000 candidates per item whatever
-``m`` (minutes, not seconds).
+~720 probes and ~280 candidates per item, 5-10 s on two cores (``benchmarks/dedup.py``). The
+neighbourhood grows fast with the threshold: at 1M, threshold 10 needs ~3,600 probes and
+~1,300 candidates per item (~20 s), threshold 12 ~12,000 and ~3,700 (~70 s). So do chance
+pairs: 1M uniform hashes hold ~140 pairs within 8 bits, ~5,000 within 10 and ~114,000 within 12.
 
 Queries are searched in blocks (by default as many as make ~2**21 probes) and bucket hits
 expanded in chunks of at most ~2**22 candidates, so memory is the input, one substring's
@@ -76,17 +77,25 @@ def to_unsigned(hashes) -> np.ndarray:
     Raises:
         InvalidInput: the values are not integers that fit in 64 bits.
     """
-    arr = np.asarray(hashes)
+    # A list of Python ints mixing negative values and values >= 2**63 would become float64.
+    is_list = isinstance(hashes, (list, tuple))
+    arr = np.array(hashes, dtype=object) if is_list else np.asarray(hashes)
     if arr.dtype.kind == "u" or (arr.dtype.kind == "f" and arr.size == 0):
         return arr.astype(np.uint64, copy=False)
     if arr.dtype.kind == "i":
         return arr.astype(np.int64, copy=False).view(np.uint64)
-    if arr.dtype == object and all(
-        isinstance(v, (int, np.integer)) and -(1 << 63) <= v < 1 << 64 for v in arr.flat
-    ):
+    if arr.dtype == object:
+        bad = [v for v in arr.flat if not _fits_64_bits(v)][:1]
+        if bad:
+            raise InvalidInput(f"hashes must be 64-bit integers (int64 or uint64), got {bad[0]!r}")
         flat = [int(v) & ((1 << HASH_BITS) - 1) for v in arr.flat]
         return np.array(flat, dtype=np.uint64).reshape(arr.shape)
     raise InvalidInput(f"hashes must be 64-bit integers (int64 or uint64), got dtype {arr.dtype}")
+
+
+def _fits_64_bits(v) -> bool:
+    ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    return ok and -(1 << 63) <= v < 1 << 64
 
 
 _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)

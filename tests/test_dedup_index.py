@@ -85,13 +85,14 @@ def test_incremental_is_new_against_all(new_from, threshold):
 
 def test_signed_int64_hashes_with_the_top_bit_set():
     # As ingest stores them: value - 2**64 when the top bit is set.
-    values = [0x8000_0000_0000_0001, 0x0000_0000_0000_0001, 0xFFFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FF00]
+    values = [0x8000_0000_0000_0001, 0x1, 0xFFFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FF00]
     stored = np.array([v - (1 << 64) if v >= 1 << 63 else v for v in values], dtype=np.int64)
     assert to_unsigned(stored).tolist() == values
     assert near_pairs(stored, 8).tolist() == [[0, 1, 1], [2, 3, 8]]
     assert np.array_equal(near_pairs(stored, 8), near_pairs(np.array(values, dtype=np.uint64), 8))
     u = planted(500, fill(500), seed=7)
     assert np.array_equal(near_pairs(u.view(np.int64), 8), brute_force(u, 8))
+    assert near_pairs([2**64 - 1, -1, 2**63], 1).tolist() == [[0, 1, 0]]  # plain Python ints
 
 
 @pytest.mark.parametrize(
@@ -183,8 +184,11 @@ def test_plan_for_a_million_at_threshold_8_is_three_22_bit_parts():
         ([1, 2], 8, {"block": 0}, "block must be at least 1, got 0"),
         ([1, 2], 8, {"workers": 0}, "workers must be at least 1, got 0"),
         ([[1, 2]], 8, {}, "hashes must be one-dimensional (N,), got shape (1, 2)"),
-        (["ab"], 8, {}, "hashes must be 64-bit integers (int64 or uint64), got dtype <U2"),
-        ([1.5], 8, {}, "hashes must be 64-bit integers (int64 or uint64), got dtype float64"),
+        (["ab"], 8, {}, "hashes must be 64-bit integers (int64 or uint64), got 'ab'"),
+        ([1, 1.5], 8, {}, "hashes must be 64-bit integers (int64 or uint64), got 1.5"),
+        ([2**64], 8, {}, f"hashes must be 64-bit integers (int64 or uint64), got {2**64}"),
+        (np.array([1.5]), 8, {}, "hashes must be 64-bit integers (int64 or uint64), got dtype "
+         "float64"),
     ],
 )
 def test_invalid_input(hashes, threshold, kwargs, message):
