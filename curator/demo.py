@@ -8,6 +8,7 @@ training, bulk identification and FiftyOne come in later).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,12 +31,23 @@ def fresh_library(db: str | os.PathLike | None, *, replace: bool) -> Library:
         raise InvalidInput(f"{path} already exists: pass --fresh to replace it with the demo library")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(path.parent / "runs", ignore_errors=True)  # the old library's checkpoints
     init_library(path)
     return open_library(path)
 
 
-def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUNT) -> Iterator[tuple[str, dict]]:
-    """Run the loop on ``data`` (a sample_data/ layout), yielding (step, result) as each ends."""
+TRAINING = {"model": "resnet18", "img_size": 64, "epochs": 20, "patience": 5, "batch_size": 32}
+QUICK_TRAINING = {"model": "test_resnet", "img_size": 32, "epochs": 2, "patience": 2, "batch_size": 32}
+
+
+def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUNT,
+          training: dict | None = None) -> Iterator[tuple[str, dict]]:
+    """Run the loop on ``data`` (a sample_data/ layout), yielding (step, result) as each ends.
+
+    Args:
+        training: ``TrainConfig`` options for both runs (default ``TRAINING``; tests pass
+            ``QUICK_TRAINING``).
+    """
     data = Path(data)
     parts = {"library": data / "library", "staged": data / "staged", "pool": data / "pool"}
     missing = [str(p) for p in parts.values() if not p.is_dir()]
@@ -54,4 +66,20 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
         yield "label conflicts", {"groups": dedup.label_conflicts(s)}
     yield "build-splits at 35 (throw-away)", splits.build(lib, min_count=35, name="throwaway-35")
     yield f"build-splits at {min_count}", splits.build(lib, min_count=min_count, name=f"min{min_count}")
+    training = training or TRAINING
+    yield "train a throw-away model at 35", _train(lib, "throwaway-35", training, throwaway=True)
+    yield f"warm-start at {min_count} with a new head", _train(
+        lib, f"min{min_count}", {**training, "model": None}, warm_start="throwaway-35")
     yield "library", catalog.stats(lib)
+
+
+def _train(lib: Library, build: str, options: dict, *, throwaway: bool = False, warm_start: str | None = None) -> dict:
+    """Train, score the build's images, evaluate on test and count the images to review."""
+    from curator import evaluation, predict, train
+
+    run = train.train(lib, build, train.TrainConfig(**options), name=build, throwaway=throwaway,
+                      warm_start=warm_start)
+    predict.score(lib, run["name"])
+    run["evaluation"] = evaluation.evaluate(lib, run["name"], "test").get("test")
+    run["review"] = len(evaluation.review(lib, run["name"]))
+    return run

@@ -23,3 +23,7 @@ class ClassNotFound(CuratorError):
 
 class InvalidInput(CuratorError):
     """An argument that cannot be used as given."""
+
+
+class NotFound(CuratorError):
+    """A named thing (split build, run, checkpoint) that does not exist."""

@@ -138,7 +138,7 @@ def _decode(data: bytes) -> dict:
             img.load()
         except Exception as e:  # noqa: BLE001
             raise _Bad(f"corrupt or truncated: {e}") from None
-    img = _on_white(ImageOps.exif_transpose(img))
+    img = on_white(ImageOps.exif_transpose(img))
     factor = min(img.size) // HASH_SIDE
     if factor > 1:
         img = img.reduce(factor)
@@ -163,7 +163,7 @@ def color_signature(img) -> bytes:
     return np.round(hist * 65535 / max(len(px), 1)).astype("<u2").tobytes()
 
 
-def _on_white(img):
+def on_white(img):
     """Transparent pixels hide arbitrary colours: hash what a viewer sees, the image on white."""
     from PIL import Image as PILImage
 

@@ -55,7 +55,7 @@ def test_staged_only_class_is_called_out(cli, imported):
 
 def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     db = tmp_path / "demo" / "curator.sqlite"
-    r = cli("demo", "--data", SAMPLE, "--db", db)
+    r = cli("demo", "--data", SAMPLE, "--db", db, "--quick")
     assert r.exit_code == 0, r.output
     assert f"[import labelled images] {EXPECTED['library_distinct_bytes']} new images" in r.stdout
     assert f"[import the unlabelled pool] {EXPECTED['pool']['new_distinct_bytes']} new images" in r.stdout
@@ -66,11 +66,14 @@ def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     assert "[build-splits at 35 (throw-away)] throwaway-35: 7 classes" in r.stdout
     assert "[build-splits at 40] min40: 5 classes" in r.stdout
     assert r.stdout.count("leak check passed") == 2
+    assert "[train a throw-away model at 35] throwaway-35: test_resnet on throwaway-35, 2 epochs" in r.stdout
+    assert "[warm-start at 40 with a new head] min40: test_resnet on min40, warm-started from throwaway-35" in r.stdout
+    assert "    vs throwaway-35 on the same test images of shared classes: accuracy" in r.stdout
     assert "Done. The library is" in r.stdout
     again = cli("demo", "--data", SAMPLE, "--db", db)
     assert again.exit_code == 1
     assert again.stderr == f"Error: {db} already exists: pass --fresh to replace it with the demo library\n"
-    assert cli("demo", "--data", SAMPLE, "--db", db, "--fresh").exit_code == 0
+    assert cli("demo", "--data", SAMPLE, "--db", db, "--fresh", "--quick").exit_code == 0
 
 
 def test_demo_without_sample_data_is_a_one_line_error(cli, tmp_path):

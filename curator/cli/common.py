@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -83,3 +84,26 @@ def progress(quiet: bool = False) -> Progress:
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet or not err_console.is_terminal,
         transient=True,
     )
+
+
+class GracefulStop:
+    """First Ctrl-C or SIGTERM: finish the unit of work in hand, save, then stop. Second: stop now.
+
+    Installs itself for SIGINT and SIGTERM (so `kill` stops as cleanly as Ctrl-C); the library
+    polls it as ``should_stop()``. Raising KeyboardInterrupt in the middle of a database commit
+    or a checkpoint write is what a graceful stop avoids.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.asked, self.message = False, message
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+    def __call__(self, signum=None, frame=None) -> bool:
+        if signum is None:  # polled by the library
+            return self.asked
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        err_console.print(self.message)
+        return True

@@ -19,6 +19,8 @@ def demo(
     data: Annotated[Path, typer.Option(help="The sample data folder (library/, staged/, pool/).")] = Path("sample_data"),
     db: Annotated[Optional[str], typer.Option("--db", help=f"Where to build the demo library [default: {demo_lib.DEFAULT_DB}].", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Replace an existing library at --db.")] = False,
+    epochs: Annotated[int, typer.Option(help="At most this many epochs per training run.", min=1)] = demo_lib.TRAINING["epochs"],
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny model for 2 epochs: checks the loop, not the accuracy.")] = False,
     json_: JsonOption = False,
 ) -> None:
     """Run the curation loop on sample_data/ in a fresh library, saying what each step did.
@@ -27,7 +29,8 @@ def demo(
     """
     lib = demo_lib.fresh_library(db, replace=fresh)
     results = {}
-    for step, result in demo_lib.steps(lib, data):
+    training = dict(demo_lib.QUICK_TRAINING) if quick else {**demo_lib.TRAINING, "epochs": epochs}
+    for step, result in demo_lib.steps(lib, data, training=training):
         results[step] = result
         if not json_:
             _print_step(step, result)
@@ -37,7 +40,9 @@ def demo(
     console.print(f"\nDone. The library is {lib.display}; look around with:\n"
                   f"  curator classes --db {db_path}\n"
                   f"  curator duplicates --conflicts --db {db_path}\n"
-                  f"  curator splits show throwaway-35 --db {db_path}")
+                  f"  curator splits show throwaway-35 --db {db_path}\n"
+                  f"  curator runs show min40 --db {db_path}\n"
+                  f"  curator review throwaway-35 --db {db_path}")
 
 
 def _print_step(step: str, r: dict) -> None:
@@ -67,6 +72,16 @@ def _print_step(step: str, r: dict) -> None:
                       f" {t['test']} test; left out: " + (", ".join(
                           f"{c} (needs {n})" for c, n in sorted(r["below_cutoff"].items())) or "none")
                       + f"; leak check {'passed' if not r['leaks'] else 'FAILED'}.")
+    elif "best_val_acc" in r:
+        ev = r["evaluation"]["metrics"] if r["evaluation"] else None
+        acc = f"test accuracy {ev['accuracy']:.3f} (baseline {ev['baseline']['accuracy']:.3f})" if ev else "no test images"
+        parent = f", warm-started from {r['parent']}" if r["parent"] else ""
+        console.print(f"[{step}] {r['name']}: {r['model']} on {r['build']}{parent}, {r['epochs']} epochs, best val"
+                      f" accuracy {r['best_val_acc']:.3f} at epoch {r['best_epoch']}; {acc}; {r['review']} images to review.")
+        comp = (r["evaluation"] or {}).get("comparisons", {}).get("parent")
+        if comp and "accuracy" in comp:
+            console.print(f"    vs {comp['run']} on the same test images of shared classes: accuracy"
+                          f" {comp['accuracy']['current']:.3f} vs {comp['accuracy']['other']:.3f}")
     else:
         console.print(f"[{step}] {r['images']} images: {r['labelled']} labelled, {r['unknown']} unknown,"
                       f" {r['unlabelled']} unlabelled, {r['rejected']} rejected, {r['staged']} staged.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Annotated, Optional
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from curator import ingest
 from curator.cli.common import (
     DbOption,
+    GracefulStop,
     JsonOption,
     console,
     err_console,
@@ -21,25 +21,6 @@ from curator.cli.common import (
 
 def register(app: typer.Typer) -> None:
     app.command("import")(import_)
-
-
-class _Stop:
-    """First Ctrl-C or SIGTERM: finish writing what was read, then stop. Second: stop now.
-
-    Raising KeyboardInterrupt in the middle of a database commit is what a graceful stop avoids.
-    """
-
-    def __init__(self) -> None:
-        self.asked = False
-
-    def __call__(self, signum=None, frame=None) -> bool:
-        if signum is None:  # polled by the import
-            return self.asked
-        if self.asked:
-            raise KeyboardInterrupt
-        self.asked = True
-        err_console.print("Stopping after the images read so far are saved (Ctrl-C again to stop now)...")
-        return True
 
 
 def import_(
@@ -68,9 +49,7 @@ def import_(
     if subclass and not class_:
         raise typer.BadParameter("--subclass needs --class", param_hint="--subclass")
     lib = open_lib(db)
-    stop = _Stop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # `kill` stops as cleanly as Ctrl-C
-        signal.signal(sig, stop)
+    stop = GracefulStop("Stopping after the images read so far are saved (Ctrl-C again to stop now)...")
     try:
         with progress(quiet=json_) as bar:
             task = bar.add_task("importing", total=None)

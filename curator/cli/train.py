@@ -1,0 +1,267 @@
+"""``curator train``, ``curator evaluate``, ``curator review`` and ``curator runs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from curator.cli.common import DbOption, GracefulStop, JsonOption, console, err_console, open_lib, print_json, table
+
+app = typer.Typer(help="Training runs: list, show curves and diagnosis, promote.")
+SPLIT_CHOICES = ("val", "test", "benchmark", "all")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("train")(train)
+    root.command("evaluate")(evaluate)
+    root.command("review")(review)
+    root.add_typer(app, name="runs")
+
+
+def train(
+    splits: Annotated[Optional[str], typer.Option(help="The split build to train on (see `curator splits`).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Any timm model name [default: resnet18; a warm start keeps its parent's].")] = None,
+    img_size: Annotated[int, typer.Option(help="Square input size in pixels.", min=16)] = 128,
+    epochs: Annotated[int, typer.Option(help="At most this many epochs.", min=1)] = 60,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score.", min=1)] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
+    batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).", min=1)] = 64,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random flip, rotation and zoom while training.")] = True,
+    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Left-right flips (when augmenting).")] = True,
+    rotate: Annotated[float, typer.Option(help="Rotate by up to this many degrees either way (when augmenting).")] = 10.0,
+    zoom: Annotated[float, typer.Option(help="Zoom in or out by up to this share (when augmenting).")] = 0.1,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from timm's pretrained weights (needs the model hub).")] = False,
+    weights: Annotated[Optional[str], typer.Option(help="Start from a local timm/safetensors weights file (offline; the head is replaced).")] = None,
+    warm_start: Annotated[Optional[str], typer.Option(help="Start from this run's weights (or 'latest') with a fresh head for the new classes.")] = None,
+    throwaway: Annotated[bool, typer.Option("--throwaway", help="Mark the run as never for production.")] = False,
+    name: Annotated[Optional[str], typer.Option(help="Name of the run [default: MODEL-BUILD].")] = None,
+    device: Annotated[str, typer.Option(help="auto (GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help="Image-decoding processes [default: cores - 1].", min=0)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffling and augmentation.")] = 0,
+    resume: Annotated[Optional[str], typer.Option(help="Continue this interrupted run from its last epoch (other options are the run's).")] = None,
+    score: Annotated[bool, typer.Option("--score/--no-score", help="Afterwards score the build's images and evaluate (for `curator review`).")] = True,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Train a timm model on a split build; stops when validation stops improving.
+
+    Warm-start from an earlier run to keep its weights with a new head for the new class list.
+    Ctrl-C stops after the current batch; `curator train --resume RUN` goes on from the last epoch.
+    Under `torchrun --nproc-per-node N` the same command trains with DistributedDataParallel.
+
+    Example: curator train --splits min40 --warm-start latest --epochs 30
+    """
+    from curator import train as train_lib
+
+    if not resume and not splits:
+        raise typer.BadParameter("give the split build to train on, e.g. --splits min40", param_hint="--splits")
+    if pretrained and weights:
+        raise typer.BadParameter("--pretrained and --weights both choose the starting weights: give one", param_hint="--weights")
+    if warm_start and (pretrained or weights):
+        raise typer.BadParameter("--warm-start starts from a run's weights: leave out --pretrained/--weights", param_hint="--warm-start")
+    lib = open_lib(db)
+    stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
+    show = None if json_ else _print_epoch(epochs)
+    try:
+        if resume:
+            result = train_lib.resume(lib, resume, on_epoch=show, should_stop=stop)
+        else:
+            cfg = train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
+                                        weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
+                                        rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
+                                        seed=seed, device=device, workers=workers)
+            result = train_lib.train(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway,
+                                     on_epoch=show, should_stop=stop)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted: epochs finished so far are saved; resume with `curator train --resume RUN`.")
+        raise typer.Exit(130) from None
+    if "rank" in result:  # a torchrun worker other than rank 0: rank 0 reports
+        return
+    if result["status"] == "interrupted":
+        err_console.print(f"Interrupted after epoch {result['epochs']}: resume with `curator train --resume {result['name']}`.")
+        raise typer.Exit(130)
+    if score and result["status"] == "done":
+        result["after"] = _score_and_evaluate(lib, result["name"], json_)
+    if json_:
+        return print_json(result)
+    _print_run_line(result)
+
+
+def _print_epoch(total: int):
+    def show(row: dict) -> None:
+        val = "" if row["val_loss"] is None else f"  val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f}"
+        console.print(f"epoch {row['epoch']:>3}/{total}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}"
+                      f"{val}  lr {row['lr']:.1e}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} images/s")
+    return show
+
+
+def _score_and_evaluate(lib, run: str, quiet: bool) -> dict:
+    from curator import evaluation, predict
+
+    scored = predict.score(lib, run)
+    evals = evaluation.evaluate(lib, run, "all")
+    problems = evaluation.review(lib, run)
+    if not quiet:
+        console.print(f"Scored {scored.scored} images of the build ({len(scored.errors)} unreadable).")
+        for split, ev in evals.items():
+            console.print(_eval_line(split, ev))
+        console.print(f"{len(problems)} images to review (wrong, or right with low confidence): `curator review {run}`.")
+    return {"scored": scored.to_dict(), "evaluations": evals, "review": len(problems)}
+
+
+def _print_run_line(r: dict) -> None:
+    acc = "-" if r["best_val_acc"] is None else f"{r['best_val_acc']:.3f}"
+    parent = f", warm-started from {r['parent']}" if r["parent"] else ""
+    kind = " (throw-away)" if r["throwaway"] else ""
+    console.print(f"Run {r['name']}{kind}: {r['model']} on {r['build']}{parent}; {r['status']} after {r['epochs']} epochs,"
+                  f" best val accuracy {acc} at epoch {r['best_epoch']}. Checkpoint: {r['checkpoint']}")
+
+
+def _eval_line(split: str, ev: dict) -> str:
+    m = ev["metrics"]
+    line = (f"{split}: accuracy {m['accuracy']:.3f} (majority baseline {m['baseline']['accuracy']:.3f}),"
+            f" macro F1 {m['macro_f1']:.3f}, log loss {m['log_loss']:.3f}, calibration error {m['ece']:.3f} on {m['n']} images")
+    for role, comp in ev["comparisons"].items():
+        if isinstance(comp, dict) and "accuracy" in comp:
+            d = comp["accuracy"]["delta"]
+            line += f"; vs {role} {comp['run']}: {'+' if d >= 0 else ''}{d:.3f}"
+    if "beats_production" in ev:
+        line += "; beats production" if ev["beats_production"] else "; does not beat production"
+    return line
+
+
+def evaluate(
+    run: Annotated[str, typer.Argument(help="Run name or id, 'latest' or 'production'.")],
+    split: Annotated[str, typer.Option(help="val, test, benchmark or all.")] = "test",
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Evaluate a run: accuracy, per-class precision/recall/F1, baseline, calibration, look-alikes.
+
+    Compared with the run it warm-started from and with the production run, class by class.
+
+    Example: curator evaluate latest --split test
+    """
+    from curator import evaluation
+
+    if split not in SPLIT_CHOICES:
+        raise typer.BadParameter(f"{split!r} is not one of {', '.join(SPLIT_CHOICES)}", param_hint="--split")
+    result = evaluation.evaluate(open_lib(db), run, split)
+    if json_:
+        return print_json(result)
+    for name, ev in result.items():
+        _print_evaluation(name, ev)
+
+
+def _print_evaluation(split: str, ev: dict) -> None:
+    m = ev["metrics"]
+    console.print(_eval_line(split, ev))
+    t = table("Class", "Precision", "Recall", "F1", "Support", title=f"{split}: per class")
+    for c in m["per_class"]:
+        t.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    console.print(t)
+    if m["confused_pairs"]:
+        console.print("Most confused (look-alike) pairs: " + "; ".join(
+            f"{p['a']} <-> {p['b']} {p['count']} ({p['a_as_b']} + {p['b_as_a']})" for p in m["confused_pairs"]))
+    for role, comp in ev["comparisons"].items():
+        if isinstance(comp, dict) and comp.get("per_class"):
+            better = ", ".join(comp["better"]) or "none"
+            worse = ", ".join(comp["worse"]) or "none"
+            console.print(f"vs {role} {comp['run']}: better on {better}; worse on {worse}.")
+
+
+def review(
+    run: Annotated[str, typer.Argument(help="Run name or id, 'latest' or 'production'.")],
+    max_confidence: Annotated[float, typer.Option(help="Right answers below this confidence count as problems.")] = 0.5,
+    split: Annotated[Optional[str], typer.Option(help="Only this split: train, val, test or benchmark.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Show at most this many.", min=1)] = None,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """List the build's problem images: predicted wrongly, or right with low confidence.
+
+    Example: curator review latest --split val
+    """
+    from curator import evaluation
+
+    rows = evaluation.review(open_lib(db), run, max_confidence=max_confidence, split=split, limit=limit)
+    if json_:
+        return print_json(rows)
+    t = table("Id", "Split", "Label", "Predicted", "Confidence", "Problem", "Path")
+    for r in rows:
+        t.add_row(str(r["image_id"]), r["split"], r["label"], r["predicted"] or "-",
+                  "-" if r["confidence"] is None else f"{r['confidence']:.3f}", r["problem"], r["path"])
+    console.print(t)
+    console.print(f"{len(rows)} images to review.")
+
+
+@app.callback(invoke_without_command=True)
+def runs(ctx: typer.Context, db: DbOption = None, json_: JsonOption = False) -> None:
+    """List training runs: model, build, parent, throw-away, best validation accuracy, epochs.
+
+    Example: curator runs
+    """
+    if ctx.invoked_subcommand:
+        return
+    from curator import train as train_lib
+
+    rows = train_lib.list_runs(open_lib(db))
+    if json_:
+        return print_json(rows)
+    t = table("Run", "Model", "Build", "Parent", "Status", "Epochs", "Best val acc", "Notes")
+    for r in rows:
+        notes = ", ".join(n for n, on in (("production", r["production"]), ("throw-away", r["throwaway"])) if on)
+        acc = "-" if r["best_val_acc"] is None else f"{r['best_val_acc']:.3f}"
+        t.add_row(r["name"], r["model"], r["build"], r["parent"] or "-", r["status"], str(r["epochs"]), acc, notes)
+    console.print(t)
+
+
+@app.command("show")
+def show(
+    run: Annotated[str, typer.Argument(help="Run name or id, 'latest' or 'production'.")],
+    png: Annotated[Optional[str], typer.Option(help="Write the curves here [default: curves.png in the run's folder].")] = None,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Show a run: its curves (a PNG and in the terminal) and a diagnosis of the fit.
+
+    Example: curator runs show latest
+    """
+    from curator import curves
+    from curator import train as train_lib
+
+    lib = open_lib(db)
+    info = train_lib.summary(lib, run)
+    rows = train_lib.epochs(lib, run)
+    info["diagnosis"] = curves.diagnose(rows)
+    info["png"] = str(curves.plot_png(rows, Path(png or Path(info["folder"]) / "curves.png"), title=info["name"])) if rows else None
+    if json_:
+        return print_json({**info, "curves": rows})
+    _print_run_line(info)
+    if rows:
+        console.print(curves.terminal_chart(rows))
+    d = info["diagnosis"]
+    console.print(f"Diagnosis: {d['verdict']}. {d['detail']}")
+    if info["png"]:
+        console.print(f"Curves: {info['png']}")
+
+
+@app.command("promote")
+def promote(
+    run: Annotated[str, typer.Argument(help="Run name or id.")],
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Make a run the production run (throw-away runs are refused).
+
+    Example: curator runs promote resnet18-min40
+    """
+    from curator import train as train_lib
+
+    info = train_lib.promote(open_lib(db), run)
+    if json_:
+        return print_json(info)
+    console.print(f"{info['name']} is now the production run.")

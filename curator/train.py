@@ -1,0 +1,519 @@
+"""Training: a timm model on a split build, from scratch, from weights, or warm-started from a run.
+
+``train`` creates the run, ``resume`` continues one; both go through ``_fit``, a flat loop in
+the nanoGPT manner: an epoch of AdamW steps with a warm-up-then-cosine learning rate, a
+validation pass, one epoch row in the library, ``last.pt`` always and ``best.pt`` when
+validation improved, and early stopping after ``patience`` epochs without improvement.
+
+A warm start keeps every weight of the parent's model except its classifier, which
+``reset_classifier`` replaces with a fresh head sized for the new build's classes. Under
+``torchrun`` the same loop runs with DistributedDataParallel (gloo on CPU, nccl on GPU); rank 0
+alone writes to the library and to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from sqlalchemy import select
+
+from curator import checkpoints
+from curator.data import Examples, augment, normalise, shard
+from curator.errors import InvalidInput, NotFound
+from curator.library import Library
+from curator.library.models import ACTIVE, Image, Run, RunEpoch, SplitBuild, SplitMember, utcnow
+
+CHECKPOINT_FORMAT = checkpoints.FORMAT
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run; stored with it, so ``--resume`` needs nothing else."""
+
+    model: str | None = None  # resnet18, or the parent's model when warm-starting
+    img_size: int = 128
+    epochs: int = 60
+    patience: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    batch_size: int = 64
+    warmup_epochs: float = 1.0
+    augment: bool = True
+    flip: bool = True
+    rotate: float = 10.0
+    zoom: float = 0.1
+    pretrained: bool = False
+    weights: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    cache_mib: int = 2048  # decode the build once when it fits; stream it otherwise
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+@dataclass
+class Dist:
+    """Where this process sits in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidInput(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"device {name} asked for, but torch sees no GPU here: use --device cpu")
+    return device
+
+
+# -- what to train on ------------------------------------------------------------------------
+
+
+def _build(s, name: str) -> SplitBuild:
+    build = s.scalar(select(SplitBuild).where(SplitBuild.name == name))
+    if build is None:
+        known = ", ".join(s.scalars(select(SplitBuild.name).order_by(SplitBuild.id))) or "none yet"
+        raise NotFound(f"no split build named {name!r} (builds: {known}); make one with `curator build-splits`")
+    return build
+
+
+def split_examples(lib: Library, build_name: str, split: str, size: int, *, workers=None) -> Examples:
+    """A build's images of one split, with labels as indices into the build's class list."""
+    with lib.session() as s:
+        build = _build(s, build_name)
+        classes = json.loads(build.classes)
+        index = {c: i for i, c in enumerate(classes)}
+        rows = s.execute(
+            select(Image.path, SplitMember.image_id, Image.class_id)
+            .join(Image, Image.id == SplitMember.image_id)
+            .where(SplitMember.build_id == build.id, SplitMember.split == split, Image.status == ACTIVE)
+            .order_by(SplitMember.image_id)
+        ).all()
+        names = _class_names(s)
+    labels = [index.get(names.get(r[2]), -1) for r in rows]
+    keep = [i for i, y in enumerate(labels) if y >= 0]  # relabelled out of the build since
+    return Examples([rows[i][0] for i in keep], torch.tensor([labels[i] for i in keep], dtype=torch.long),
+                    size, workers=workers)
+
+
+def _class_names(s) -> dict[int, str]:
+    from curator.library.models import LabelClass
+
+    return dict(s.execute(select(LabelClass.id, LabelClass.name)).all())
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+def create_model(cfg: TrainConfig, num_classes: int, parent: dict | None = None):
+    """A timm model with a head of ``num_classes``: warm-started, from a weights file, or fresh."""
+    import timm
+
+    if parent is not None:
+        model = checkpoints.build_model(parent)
+        model.reset_classifier(num_classes)
+        return model
+    try:
+        if cfg.weights:
+            if not Path(cfg.weights).is_file():
+                raise InvalidInput(f"no weights file at {cfg.weights}")
+            overlay = dict(file=str(Path(cfg.weights).resolve()), num_classes=-1)
+            return timm.create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay,
+                                     num_classes=num_classes)
+        return timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise InvalidInput(f"unknown timm model {cfg.model!r}: see timm.list_models()") from None
+        raise InvalidInput(f"cannot load weights for {cfg.model}: {str(e).splitlines()[0]}") from None
+
+
+def lr_at(step: int, *, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 1% of ``base`` at ``total``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def _unique_name(s, wanted: str) -> str:
+    taken = set(s.scalars(select(Run.name).where(Run.name.like(f"{wanted}%"))))
+    if wanted not in taken:
+        return wanted
+    return next(f"{wanted}-{i}" for i in range(2, len(taken) + 3) if f"{wanted}-{i}" not in taken)
+
+
+def find_run(s, ref: str) -> Run:
+    """A run by name, id, ``latest`` (newest finished) or ``production``."""
+    if ref == "latest":
+        run = s.scalar(select(Run).where(Run.status == "done").order_by(Run.id.desc()))
+    elif ref == "production":
+        run = s.scalar(select(Run).where(Run.promoted_at.is_not(None)).order_by(Run.promoted_at.desc()))
+    else:
+        run = s.scalar(select(Run).where(Run.name == ref))
+        if run is None and ref.isdigit():
+            run = s.get(Run, int(ref))
+    if run is None:
+        what = {"latest": "no finished run yet", "production": "no production run yet: `curator runs promote RUN`"}
+        raise NotFound(what.get(ref, f"no run named {ref!r}: see `curator runs`"))
+    return run
+
+
+def _start_run(lib: Library, build_name: str, cfg: TrainConfig, *, name, warm_start, throwaway, device) -> tuple[Run, dict | None]:
+    with lib.session() as s:
+        build = _build(s, build_name)
+        classes = json.loads(build.classes)
+        if not classes:
+            raise InvalidInput(f"split build {build_name} has no classes: lower --min-count in `curator build-splits`")
+        parent, parent_ckpt = None, None
+        if warm_start:
+            parent = find_run(s, warm_start)
+            parent_ckpt = checkpoints.load(Path(parent.folder) / "best.pt")
+            if cfg.model and cfg.model != parent_ckpt["model"]:
+                raise InvalidInput(f"--model {cfg.model} differs from {parent.name}'s {parent_ckpt['model']}:"
+                                   " a warm start keeps the parent's model (leave out --model)")
+            cfg.model = parent_ckpt["model"]
+        run_name = _unique_name(s, name or f"{cfg.model}-{build.name}")
+        folder = lib.folder / "runs" / run_name
+        run = Run(name=run_name, build_id=build.id, parent_id=parent.id if parent else None, model=cfg.model,
+                  params=json.dumps(asdict(cfg)), classes=json.dumps(classes), throwaway=throwaway,
+                  folder=str(folder), device=str(device), world_size=Dist.from_env().world)
+        s.add(run)
+        s.flush()
+        s.expunge(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    return run, parent_ckpt
+
+
+def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: str | None = None,
+          warm_start: str | None = None, throwaway: bool = False,
+          on_epoch: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Train a new run on split build ``splits``.
+
+    Args:
+        warm_start: a run (name, id or ``latest``) whose weights, all but the classifier, start
+            this one; the model name follows the parent's.
+        on_epoch: called with each epoch's row (rank 0 only).
+        should_stop: polled between batches; True ends the run as ``interrupted`` (resumable).
+
+    Returns:
+        The run's summary (see ``summary``).
+    """
+    cfg = cfg or TrainConfig()
+    if not warm_start:
+        cfg.model = cfg.model or "resnet18"
+    dist = Dist.from_env()
+    device = pick_device(cfg.device)
+    if dist.world > 1:
+        _init_distributed(device)
+    run_name = None
+    if dist.main:
+        run, parent = _start_run(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway, device=device)
+        run_name = run.name
+    else:
+        parent = checkpoints.load(_best_checkpoint(lib, warm_start)) if warm_start else None
+    run_name = _broadcast_name(run_name, dist)
+    with lib.session() as s:
+        classes = json.loads(_build(s, splits).classes)
+    model = create_model(cfg, len(classes), parent)
+    return _fit(lib, run_name, cfg, model, classes, splits, device, dist, start_epoch=1, state=None,
+                on_epoch=on_epoch, should_stop=should_stop)
+
+
+def _best_checkpoint(lib: Library, ref: str) -> Path:
+    with lib.session() as s:
+        return Path(find_run(s, ref).folder) / "best.pt"
+
+
+def resume(lib: Library, ref: str, *, on_epoch=None, should_stop=lambda: False) -> dict:
+    """Continue an interrupted run from its last finished epoch, with the options it had."""
+    dist = Dist.from_env()
+    with lib.session() as s:
+        run = find_run(s, ref)
+        if run.status == "done":
+            raise InvalidInput(f"run {run.name} already finished ({run.epochs_run} epochs): train a new one,"
+                               f" e.g. `curator train --splits {run.build.name} --warm-start {run.name}`")
+        cfg, name, build_name = TrainConfig.from_json(run.params), run.name, run.build.name
+        classes, folder = json.loads(run.classes), Path(run.folder)
+    last = folder / "last.pt"
+    if not last.is_file():
+        raise NotFound(f"run {name} saved no epoch yet ({last} is missing): start it again with `curator train`")
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    device = pick_device(cfg.device)
+    if dist.world > 1:
+        _init_distributed(device)
+    model = checkpoints.build_model(state)
+    if dist.main:
+        with lib.session() as s:
+            r = s.scalar(select(Run).where(Run.name == name))
+            r.status, r.finished_at = "running", None
+            s.execute(RunEpoch.__table__.delete().where(RunEpoch.run_id == r.id, RunEpoch.epoch > state["epoch"]))
+    return _fit(lib, name, cfg, model, classes, build_name, device, dist, start_epoch=state["epoch"] + 1,
+                state=state, on_epoch=on_epoch, should_stop=should_stop)
+
+
+def _init_distributed(device: torch.device) -> None:
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _broadcast_name(name: str | None, dist: Dist) -> str:
+    if dist.world == 1:
+        return name
+    import torch.distributed as tdist
+
+    box = [name]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    best_acc: float = -1.0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def improved(self, acc: float | None, loss: float | None) -> bool:
+        """Better validation accuracy, or equal accuracy and lower loss (train loss without val)."""
+        acc = -1.0 if acc is None else acc
+        loss = math.inf if loss is None or math.isnan(loss) else loss
+        return acc > self.best_acc or (acc == self.best_acc and loss < self.best_loss)
+
+
+def _fit(lib, name, cfg, model, classes, build_name, device, dist, *, start_epoch, state, on_epoch, should_stop) -> dict:
+    torch.manual_seed(cfg.seed + start_epoch)
+    if device.type == "cpu" and dist.world > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    data_cfg = _data_config(model, cfg)
+    train_set = split_examples(lib, build_name, "train", cfg.img_size, workers=cfg.workers)
+    val_set = split_examples(lib, build_name, "val", cfg.img_size, workers=cfg.workers)
+    if len(train_set.paths) == 0:
+        raise InvalidInput(f"split build {build_name} has no training images")
+    for ex in (train_set, val_set):
+        if ex.nbytes <= cfg.cache_mib * 2**20:
+            ex.cache()
+    model.to(device)
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(shard(len(train_set.paths), seed=0, epoch=0, rank=dist.rank, world=dist.world)) / cfg.batch_size)
+    total, warmup = steps_per_epoch * cfg.epochs, max(1, round(steps_per_epoch * cfg.warmup_epochs))
+    prog = _Progress()
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        prog = _Progress(**state["progress"])
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + start_epoch)
+    status = "done"
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        lr = lr_at((epoch - 1) * steps_per_epoch, total=total, warmup=warmup, base=cfg.lr)
+        stats = _train_epoch(net, opt, train_set, cfg, data_cfg, device, dist, epoch, gen,
+                             lambda step: lr_at((epoch - 1) * steps_per_epoch + step, total=total, warmup=warmup, base=cfg.lr),
+                             should_stop)
+        if stats is None:
+            status, epoch = "interrupted", epoch - 1
+            break
+        val_loss, val_acc = _val_pass(model, val_set, cfg, data_cfg, device)
+        seconds = time.perf_counter() - t0
+        row = dict(epoch=epoch, train_loss=stats[0], train_acc=stats[1], val_loss=val_loss, val_acc=val_acc,
+                   lr=lr, seconds=seconds, images_per_s=stats[2] / max(seconds, 1e-9))
+        better = prog.improved(val_acc if val_set.paths else None, val_loss if val_set.paths else stats[0])
+        if better:
+            prog.best_acc = val_acc if val_acc is not None else -1.0
+            prog.best_loss = val_loss if val_loss is not None else stats[0]
+            prog.best_epoch, prog.bad_epochs = epoch, 0
+        else:
+            prog.bad_epochs += 1
+        if dist.main:
+            _save_epoch(lib, name, model, opt, cfg, classes, data_cfg, build_name, row, prog, better)
+            if on_epoch:
+                on_epoch(row)
+        if not math.isfinite(stats[0]):
+            status = "failed"
+            break
+        if prog.bad_epochs >= cfg.patience:
+            break
+        if should_stop():
+            status = "interrupted" if epoch < cfg.epochs else "done"
+            break
+    if dist.main:
+        _finish_run(lib, name, status, epoch, prog)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+    return summary(lib, name) if dist.main else {"name": name, "rank": dist.rank}
+
+
+def _data_config(model, cfg: TrainConfig) -> dict:
+    import timm.data
+
+    dc = timm.data.resolve_model_data_config(model)
+    return {"input_size": [3, cfg.img_size, cfg.img_size], "mean": list(dc["mean"]), "std": list(dc["std"]),
+            "interpolation": "bilinear", "crop_pct": 1.0}
+
+
+def _train_epoch(net, opt, train_set, cfg, data_cfg, device, dist, epoch, gen, lr_for, should_stop):
+    """One pass over this rank's shard; returns (loss, accuracy, images) over all ranks, or None when stopped."""
+    net.train()
+    order = shard(len(train_set.paths), seed=cfg.seed, epoch=epoch, rank=dist.rank, world=dist.world)
+    sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+    for step, (px, y, ok) in enumerate(train_set.batches(cfg.batch_size, order=order)):
+        if should_stop():
+            return None
+        for group in opt.param_groups:
+            group["lr"] = lr_for(step)
+        x = normalise(px.to(device, non_blocking=True), data_cfg["mean"], data_cfg["std"])
+        if cfg.augment:
+            x = augment(x, flip=cfg.flip, rotate=cfg.rotate, zoom=cfg.zoom, generator=gen)
+        y, ok = y.to(device), ok.to(device)
+        logits = net(x)
+        losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        loss = (losses * ok).sum() / ok.sum().clamp(min=1)  # an unreadable image weighs nothing
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n = ok.sum().item()
+        sums += torch.tensor([loss.item() * n, ((logits.argmax(1) == y) & ok).sum().item(), n], dtype=torch.float64)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.all_reduce(sums)
+    loss_sum, correct, n = sums.tolist()
+    return (loss_sum / n if n else math.nan), (correct / n if n else 0.0), n
+
+
+@torch.inference_mode()
+def _val_pass(model, val_set, cfg, data_cfg, device) -> tuple[float | None, float | None]:
+    if not val_set.paths:
+        return None, None
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for px, y, ok in val_set.batches(cfg.batch_size * 2, order=range(len(val_set.paths))):
+        x = normalise(px.to(device), data_cfg["mean"], data_cfg["std"])
+        y, ok = y.to(device), ok.to(device)
+        logits = model(x).float()
+        losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        loss_sum += (losses * ok).sum().item()
+        correct += ((logits.argmax(1) == y) & ok).sum().item()
+        n += ok.sum().item()
+    return (loss_sum / n, correct / n) if n else (None, None)
+
+
+def _save_epoch(lib, name, model, opt, cfg, classes, data_cfg, build_name, row, prog, better) -> None:
+    """Checkpoint first, then the epoch row: a row in the library always has its checkpoint."""
+    with lib.session() as s:
+        run = s.scalar(select(Run).where(Run.name == name))
+        folder, parent = Path(run.folder), run.parent.name if run.parent else None
+        ckpt = checkpoints.describe(model, model_name=cfg.model, classes=classes, data_config=data_cfg,
+                                    epoch=row["epoch"], metrics=row, build=build_name, run=name, parent=parent)
+        if better:
+            checkpoints.save(ckpt, folder / "best.pt")
+        checkpoints.save({**ckpt, "optimizer": opt.state_dict(), "progress": asdict(prog)}, folder / "last.pt")
+        s.merge(RunEpoch(run_id=run.id, **row))
+        run.epochs_run = row["epoch"]
+        run.best_epoch = prog.best_epoch
+        run.best_val_acc = prog.best_acc if prog.best_acc >= 0 else None
+        run.best_val_loss = prog.best_loss if math.isfinite(prog.best_loss) else None
+
+
+def _finish_run(lib, name, status, epoch, prog) -> None:
+    with lib.session() as s:
+        run = s.scalar(select(Run).where(Run.name == name))
+        run.status = status
+        run.finished_at = utcnow() if status != "interrupted" else None
+
+
+# -- reading runs -----------------------------------------------------------------------------
+
+
+def epochs(lib: Library, ref: str) -> list[dict]:
+    """A run's curves, one dict per epoch."""
+    with lib.session() as s:
+        run = find_run(s, ref)
+        rows = s.scalars(select(RunEpoch).where(RunEpoch.run_id == run.id).order_by(RunEpoch.epoch))
+        return [{k: getattr(r, k) for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                                            "seconds", "images_per_s")} for r in rows]
+
+
+def _production_id(s) -> int | None:
+    return s.scalar(select(Run.id).where(Run.promoted_at.is_not(None)).order_by(Run.promoted_at.desc()))
+
+
+def _describe(run: Run, production_id: int | None) -> dict:
+    return {
+        "name": run.name, "id": run.id, "model": run.model, "build": run.build.name,
+        "parent": run.parent.name if run.parent else None, "throwaway": run.throwaway,
+        "production": run.id == production_id, "status": run.status,
+        "classes": json.loads(run.classes), "epochs": run.epochs_run, "best_epoch": run.best_epoch,
+        "best_val_acc": run.best_val_acc, "best_val_loss": run.best_val_loss,
+        "created_at": run.created_at.isoformat(timespec="seconds"),
+        "finished_at": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
+        "device": run.device, "world_size": run.world_size, "folder": run.folder,
+        "checkpoint": str(Path(run.folder) / "best.pt"), "params": json.loads(run.params),
+    }
+
+
+def summary(lib: Library, ref: str) -> dict:
+    """One run as plain data: model, build, parent, status, best epoch and accuracy, options."""
+    with lib.session() as s:
+        return _describe(find_run(s, ref), _production_id(s))
+
+
+def list_runs(lib: Library) -> list[dict]:
+    """Every run, oldest first; the current production run is flagged."""
+    with lib.session() as s:
+        prod = _production_id(s)
+        return [_describe(run, prod) for run in s.scalars(select(Run).order_by(Run.id))]
+
+
+def promote(lib: Library, ref: str) -> dict:
+    """Make a finished, non-throw-away run the production run."""
+    with lib.session() as s:
+        run = find_run(s, ref)
+        if run.throwaway:
+            raise InvalidInput(f"run {run.name} is a throw-away run and never goes to production:"
+                               f" train one without --throwaway (e.g. --warm-start {run.name})")
+        if run.status != "done":
+            raise InvalidInput(f"run {run.name} is {run.status}, not finished: `curator train --resume {run.name}` first")
+        run.promoted_at = utcnow()
+        return _describe(run, run.id)

@@ -1,0 +1,261 @@
+"""`curator train`, warm starts, resume, runs, promote, review and evaluate on sample_data.
+
+Tiny timm models (`test_resnet`) at 32 pixels for a few epochs: the point is the plumbing
+(checkpoints, heads, curves, resume, DDP), not accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from sqlalchemy import select
+
+from conftest import SAMPLE, as_json, error
+from curator import checkpoints, evaluation, ingest, predict, splits, train
+from curator.library import init_library, open_library
+from curator.library.models import Prediction, RunEpoch
+
+TINY = dict(model="test_resnet", img_size=32, batch_size=32, workers=0)
+CLI_TINY = ["--model", "test_resnet", "--img-size", "32", "--batch-size", "32", "--workers", "0"]
+CURATOR = [sys.executable, "-m", "curator"]
+
+
+def _sample_library(db: Path):
+    init_library(db)
+    lib = open_library(db)
+    ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
+    ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
+    splits.build(lib, min_count=40, name="min40")
+    # One class more and one fewer than min40: animal-bird and person join, the staged-only
+    # sky-weather leaves.
+    splits.build(lib, min_count=35, name="real35", include_staged=False)
+    return lib
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A sample library with a 3-epoch parent run on min40 and its warm-started child on real35."""
+    db = tmp_path_factory.mktemp("trained") / "curator.sqlite"
+    lib = _sample_library(db)
+    train.train(lib, "min40", train.TrainConfig(epochs=3, **TINY), name="parent", throwaway=True)
+    predict.score(lib, "parent")
+    train.train(lib, "real35", train.TrainConfig(epochs=2, **{**TINY, "model": None}), name="child",
+                warm_start="parent")
+    predict.score(lib, "child")
+    yield lib
+    lib.close()
+
+
+@pytest.fixture
+def trained_copy(trained, tmp_path):
+    """A private copy of `trained`, for tests that change it (runs' folders are absolute paths)."""
+    src = Path(trained.url.removeprefix("sqlite:///"))
+    db = tmp_path / "copy" / "curator.sqlite"
+    shutil.copytree(src.parent, db.parent)
+    return db
+
+
+def test_checkpoint_describes_itself_and_rebuilds_the_model(trained):
+    run = train.summary(trained, "parent")
+    ckpt = checkpoints.load(run["checkpoint"])
+    build_classes = splits.show(trained, "min40")["classes"]
+    assert ckpt["format"] == checkpoints.FORMAT
+    assert ckpt["model"] == "test_resnet" and ckpt["classes"] == build_classes
+    assert ckpt["data_config"]["input_size"] == [3, 32, 32]
+    assert ckpt["build"] == "min40" and ckpt["run"] == "parent" and ckpt["parent"] is None
+    assert ckpt["epoch"] == run["best_epoch"] and ckpt["metrics"]["val_acc"] == pytest.approx(run["best_val_acc"])
+    model = checkpoints.build_model(ckpt)  # from the file alone
+    assert model.get_classifier().out_features == len(build_classes)
+
+
+def test_every_epoch_is_recorded(trained):
+    rows = train.epochs(trained, "parent")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert r["train_loss"] > 0 and 0 <= r["train_acc"] <= 1 and 0 <= r["val_acc"] <= 1
+        assert r["lr"] > 0 and r["seconds"] > 0 and r["images_per_s"] > 0
+    run = train.summary(trained, "parent")
+    assert run["status"] == "done" and run["epochs"] == 3 and run["throwaway"]
+    assert run["params"]["augment"] and run["params"]["rotate"] == 10.0 and run["params"]["zoom"] == 0.1
+
+
+def test_warm_start_keeps_every_weight_but_the_head(trained):
+    parent = checkpoints.load(train.summary(trained, "parent")["checkpoint"])
+    new_classes = splits.show(trained, "real35")["classes"]
+    old = set(parent["classes"])
+    assert set(new_classes) - old == {"animal-bird", "person"} and old - set(new_classes) == {"sky-weather"}
+    model = train.create_model(train.TrainConfig(**TINY), len(new_classes), parent)
+    head = model.get_classifier()
+    assert head.out_features == len(new_classes)
+    head_keys = {k for k in model.state_dict() if k.startswith("fc.")}
+    assert head_keys == {"fc.weight", "fc.bias"}
+    for key, value in model.state_dict().items():
+        if key not in head_keys:
+            assert torch.equal(value, parent["state_dict"][key]), key
+    child = train.summary(trained, "child")
+    assert child["parent"] == "parent" and child["model"] == "test_resnet"
+    assert child["classes"] == new_classes
+    assert checkpoints.load(child["checkpoint"])["parent"] == "parent"
+
+
+def test_a_warm_start_keeps_the_parents_model(trained_copy, cli):
+    r = cli("train", "--db", trained_copy, "--splits", "real35", "--warm-start", "parent", "--model", "resnet18")
+    assert error(r) == ("Error: --model resnet18 differs from parent's test_resnet: a warm start keeps the"
+                        " parent's model (leave out --model)")
+
+
+def test_predictions_are_stored_once_with_embeddings(trained):
+    again = predict.score(trained, "parent")
+    assert again.scored == 0 and again.already == again.asked > 0
+    run_id = train.summary(trained, "parent")["id"]
+    with trained.session() as s:
+        rows = s.scalars(select(Prediction).where(Prediction.run_id == run_id)).all()
+    parent_rows = [r for r in rows if r.error is None]
+    assert parent_rows
+    r = parent_rows[0]
+    top = json.loads(r.top_k)
+    assert len(top) == 5 and top[0] == [r.predicted, r.confidence]
+    assert all(a[1] >= b[1] for a, b in zip(top, top[1:]))
+    assert len(r.embedding) % 2 == 0 and len(r.embedding) > 0
+
+
+def test_review_lists_wrong_and_unsure_images(trained):
+    rows = evaluation.review(trained, "parent", max_confidence=0.99)
+    assert rows
+    assert {r["problem"] for r in rows} <= {"wrong", "low confidence", "unreadable"}
+    for r in rows:
+        assert (r["predicted"] != r["label"]) == (r["problem"] == "wrong")
+    kinds = [r["problem"] for r in rows]
+    assert kinds == sorted(kinds, key=["wrong", "unreadable", "low confidence"].index)
+    only_val = evaluation.review(trained, "parent", max_confidence=0.99, split="val")
+    assert only_val and {r["split"] for r in only_val} == {"val"}
+
+
+def test_evaluate_compares_with_the_parent(trained):
+    result = evaluation.evaluate(trained, "child", "all")
+    assert set(result) == {"val", "test"}  # no benchmark images in sample_data
+    test = result["test"]
+    m = test["metrics"]
+    assert m["n"] > 0 and 0 <= m["accuracy"] <= 1 and "baseline" in m and len(m["per_class"]) == 6
+    comp = test["comparisons"]["parent"]
+    assert comp["run"] == "parent"
+    assert set(comp["only_current"]) == {"animal-bird", "person"}
+    assert set(comp["only_other"]) == {"sky-weather"}
+
+
+def test_cli_train_runs_review_evaluate_promote(trained_copy, tmp_path):
+    env = {**os.environ, "CURATOR_DB": str(trained_copy)}
+
+    def run(*args, check=True):
+        p = subprocess.run(CURATOR + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=300)
+        if check:
+            assert p.returncode == 0, p.stderr
+        return p
+
+    out = run("train", "--splits", "min40", *CLI_TINY, "--epochs", "2", "--name", "cli-run").stdout
+    assert "epoch   1/2" in out and "epoch   2/2" in out
+    assert "Run cli-run: test_resnet on min40" in out and "images to review" in out
+    listing = json.loads(run("runs", "--json").stdout)
+    assert [r["name"] for r in listing] == ["parent", "child", "cli-run"]
+    shown = run("runs", "show", "cli-run", "--png", tmp_path / "c.png").stdout
+    assert "Diagnosis: " in shown and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert "images to review." in run("review", "cli-run", "--limit", "3").stdout
+    ev = json.loads(run("evaluate", "cli-run", "--split", "val", "--json").stdout)
+    assert set(ev) == {"val"}
+    refused = run("runs", "promote", "parent", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ("Error: run parent is a throw-away run and never goes to production:"
+                                      " train one without --throwaway (e.g. --warm-start parent)")
+    assert "cli-run is now the production run." in run("runs", "promote", "cli-run").stdout
+    assert [r["name"] for r in json.loads(run("runs", "--json").stdout) if r["production"]] == ["cli-run"]
+    ev = json.loads(run("evaluate", "child", "--split", "test", "--json").stdout)
+    assert ev["test"]["comparisons"]["production"]["run"] == "cli-run"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--splits", "nope"], "Error: no split build named 'nope' (builds: min40, real35); make one with `curator build-splits`"),
+    (["--splits", "min40", "--model", "no_such_net"], "Error: unknown timm model 'no_such_net': see timm.list_models()"),
+    (["--splits", "min40", "--weights", "missing.pth"], "Error: no weights file at missing.pth"),
+    (["--splits", "min40", "--warm-start", "ghost"], "Error: no run named 'ghost': see `curator runs`"),
+    (["--resume", "ghost"], "Error: no run named 'ghost': see `curator runs`"),
+    (["--resume", "parent"], "Error: run parent already finished (3 epochs): train a new one, e.g. `curator train --splits min40 --warm-start parent`"),
+])
+def test_train_errors_are_one_line(trained_copy, cli, args, message):
+    assert error(cli("train", "--db", trained_copy, *args)) == message
+
+
+def test_local_weights_file_loads_offline_with_a_new_head(trained, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    source = timm.create_model("test_resnet", num_classes=11)
+    path = tmp_path / "w.safetensors"
+    save_file(source.state_dict(), str(path))
+    model = train.create_model(train.TrainConfig(model="test_resnet", weights=str(path)), 4)
+    assert model.get_classifier().out_features == 4
+    assert torch.equal(model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+
+
+def _wait_for_epochs(db: Path, run_name: str, n: int, proc, timeout=240) -> None:
+    lib = open_library(db)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if len(train.epochs(lib, run_name)) >= n:
+                    return
+            except Exception:  # the run row may not exist yet
+                pass
+            time.sleep(0.2)
+        raise AssertionError("training did not reach epoch %d" % n)
+    finally:
+        lib.close()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGINT, 130)])
+def test_interrupted_training_resumes(trained_copy, sig, code):
+    env = {**os.environ, "CURATOR_DB": str(trained_copy)}
+    cmd = CURATOR + ["train", "--splits", "min40", *CLI_TINY, "--epochs", "6", "--patience", "50",
+                     "--name", "long", "--no-score"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_epochs(trained_copy, "long", 2, proc)
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    assert proc.returncode == code
+    lib = open_library(trained_copy)
+    done = len(train.epochs(lib, "long"))
+    assert 2 <= done < 6
+    assert train.summary(lib, "long")["status"] == ("interrupted" if sig == signal.SIGINT else "running")
+    p = subprocess.run(CURATOR + ["train", "--resume", "long", "--json", "--no-score"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert result["status"] == "done" and result["epochs"] == 6
+    assert [r["epoch"] for r in train.epochs(lib, "long")] == [1, 2, 3, 4, 5, 6]
+    lib.close()
+
+
+def test_torchrun_trains_with_two_processes_on_cpu(trained_copy):
+    env = {**os.environ, "CURATOR_DB": str(trained_copy), "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29517", "-m", "curator", "train",
+           "--splits", "min40", *CLI_TINY, "--epochs", "2", "--name", "ddp", "--no-score", "--json"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lib = open_library(trained_copy)
+    run = train.summary(lib, "ddp")
+    assert run["status"] == "done" and run["world_size"] == 2 and run["epochs"] == 2
+    with lib.session() as s:
+        assert len(s.scalars(select(RunEpoch).where(RunEpoch.run_id == run["id"])).all()) == 2
+    assert checkpoints.load(run["checkpoint"])["classes"] == splits.show(lib, "min40")["classes"]
+    lib.close()
