@@ -384,13 +384,13 @@ def evaluate(lib, ref: str, split: str = "test") -> dict:
 
     from curator.errors import InvalidInput
     from curator.library.models import Evaluation, Run
-    from curator.train import _production_id, find_run
+    from curator.runs import find_run, production_id
 
     wanted = EVAL_SPLITS if split == "all" else (split,)
     with lib.session() as s:
         run = find_run(s, ref)
         name, parent = run.name, run.parent.name if run.parent else None
-        prod_id = _production_id(s)
+        prod_id = production_id(s)
         production = s.get(Run, prod_id).name if prod_id and prod_id != run.id else None
         members = {sp: _labelled_members(s, run, sp) for sp in wanted}
         train_counts = _count_by_class(s, run, "train")
@@ -418,7 +418,7 @@ def evaluate(lib, ref: str, split: str = "test") -> dict:
 
 
 def _compare_on_same_images(lib, name: str, other: str, members, train_counts) -> dict:
-    from curator.train import summary
+    from curator.runs import summary
 
     shared = set(summary(lib, name)["classes"]) & set(summary(lib, other)["classes"])
     mine = _metrics_for(lib, name, members, train_counts, keep=shared)
@@ -438,7 +438,7 @@ def review(lib, ref: str, *, max_confidence: float = 0.5, split: str | None = No
     from sqlalchemy import select
 
     from curator.library.models import Image, LabelClass, Prediction, SplitMember
-    from curator.train import find_run
+    from curator.runs import find_run
 
     with lib.session() as s:
         run = find_run(s, ref)

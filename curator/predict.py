@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,8 +18,12 @@ from sqlalchemy import insert, select
 
 from curator import checkpoints
 from curator.data import loader, normalise
+from curator.errors import InvalidInput
 from curator.library import Library
-from curator.library.models import Image, Prediction, Run, SplitMember, utcnow
+from curator.library.models import Image, Prediction, SplitMember, utcnow
+
+
+POOLS = ("unlabelled", "unknown", "rejected", "labelled", "all")
 
 
 @dataclass
@@ -32,18 +35,25 @@ class ScoreSummary:
     errors: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    pool: str | None = None
+    by_class: dict[str, int] = field(default_factory=dict)  # top-1 of the images scored now
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.scored + len(self.errors)) / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"images_per_second": self.images_per_second}
 
 
 def load_model(lib: Library, ref: str, device: torch.device | None = None):
     """A run's best model, on ``device``, with its checkpoint (classes, data config)."""
-    from curator.train import find_run, pick_device
+    from curator.runs import find_run, run_folder
+    from curator.train import pick_device
 
     with lib.session() as s:
         run = find_run(s, ref)
-        path, run_id = Path(run.folder) / "best.pt", run.id
+        path, run_id = run_folder(lib, run) / "best.pt", run.id
     ckpt = checkpoints.load(path)
     model = checkpoints.build_model(ckpt).to(device or pick_device("auto"))
     return model, ckpt, run_id
@@ -62,7 +72,7 @@ def forward(model, pixels: torch.Tensor, data_config: dict) -> tuple[torch.Tenso
 
 def build_images(lib: Library, ref: str) -> list[int]:
     """Ids of every image in the run's split build (train, val, test and benchmark)."""
-    from curator.train import find_run
+    from curator.runs import find_run
 
     with lib.session() as s:
         run = find_run(s, ref)
@@ -72,11 +82,16 @@ def build_images(lib: Library, ref: str) -> list[int]:
 
 def score(lib: Library, ref: str, image_ids: Sequence[int] | None = None, *, top_k: int = 5,
           batch_size: int = 64, workers: int | None = None, device: str = "auto",
-          on_progress: Callable[[int], None] | None = None,
-          should_stop: Callable[[], bool] = lambda: False) -> ScoreSummary:
+          on_progress: Callable[[int, int], None] | None = None,
+          should_stop: Callable[[], bool] = lambda: False, limit: int | None = None) -> ScoreSummary:
     """Predict ``image_ids`` (default: the run's build) with run ``ref`` and store the results.
 
     Images this run already predicted are skipped, so a re-run finishes an interrupted one.
+
+    Args:
+        limit: predict at most this many of the images not predicted yet.
+        on_progress: called with (done, total) after each batch.
+        should_stop: polled after each batch (which is saved first).
     """
     import time
 
@@ -92,7 +107,7 @@ def score(lib: Library, ref: str, image_ids: Sequence[int] | None = None, *, top
         todo = [i for i in ids if i not in done]
         paths = dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(todo))).all()) if todo else {}
     summary.already = len(ids) - len(todo)
-    todo = [i for i in todo if i in paths]
+    todo = [i for i in todo if i in paths][:limit]
     classes, size = ckpt["classes"], ckpt["data_config"]["input_size"][-1]
     k = min(top_k, len(classes))
     start = 0
@@ -104,14 +119,41 @@ def score(lib: Library, ref: str, image_ids: Sequence[int] | None = None, *, top
         with lib.session() as s:
             s.execute(insert(Prediction), rows)
         summary.scored += sum(1 for r in rows if r["error"] is None)
+        for r in rows:
+            if r["predicted"]:
+                summary.by_class[r["predicted"]] = summary.by_class.get(r["predicted"], 0) + 1
         summary.errors += [{"image_id": r["image_id"], "path": paths[r["image_id"]], "error": r["error"]}
                            for r in rows if r["error"]]
         if on_progress:
-            on_progress(len(px))
+            on_progress(start, len(todo))
         if should_stop():
             summary.interrupted = start < len(todo)
             break
     summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def pool_ids(lib: Library, pool: str = "unlabelled") -> list[int]:
+    """Ids of the images in a pool: unlabelled, unknown, rejected, labelled (active) or all."""
+    from curator.library.models import ACTIVE, LABELLED, REJECTED, UNKNOWN, UNLABELLED
+
+    where = {
+        "unlabelled": [Image.status == ACTIVE, Image.label_state == UNLABELLED],
+        "unknown": [Image.status == ACTIVE, Image.label_state == UNKNOWN],
+        "labelled": [Image.status == ACTIVE, Image.label_state == LABELLED],
+        "rejected": [Image.status == REJECTED],
+        "all": [],
+    }
+    if pool not in where:
+        raise InvalidInput(f"unknown pool {pool!r}: use one of {', '.join(POOLS)}")
+    with lib.session() as s:
+        return list(s.scalars(select(Image.id).where(*where[pool]).order_by(Image.id)))
+
+
+def bulk_identify(lib: Library, run: str = "latest", pool: str = "unlabelled", **options) -> ScoreSummary:
+    """Predict every image of ``pool`` with ``run`` (see ``score`` for the options), resumable."""
+    summary = score(lib, run, pool_ids(lib, pool), **options)
+    summary.pool = pool
     return summary
 
 

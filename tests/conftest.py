@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,48 @@ def ids(library) -> dict[str, int]:
 
     with library.session() as s:
         return {Path(im.path).name: im.id for im in s.scalars(select(Image))}
+
+
+# -- trained libraries (tiny timm models: the plumbing, not the accuracy) ----------------------
+
+TINY = dict(model="test_resnet", img_size=32, batch_size=32, workers=0)
+CLI_TINY = ["--model", "test_resnet", "--img-size", "32", "--batch-size", "32", "--workers", "0"]
+
+
+def _sample_library(db: Path):
+    from curator import ingest, splits
+
+    init_library(db)
+    lib = open_library(db)
+    ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
+    ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
+    splits.build(lib, min_count=40, name="min40")
+    # One class more and one fewer than min40: animal-bird and person join, the staged-only
+    # sky-weather leaves.
+    splits.build(lib, min_count=35, name="real35", include_staged=False)
+    return lib
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A sample library with a 3-epoch parent run on min40 and its warm-started child on real35."""
+    from curator import predict, train
+
+    db = tmp_path_factory.mktemp("trained") / "curator.sqlite"
+    lib = _sample_library(db)
+    train.train(lib, "min40", train.TrainConfig(epochs=3, **TINY), name="parent", throwaway=True)
+    predict.score(lib, "parent")
+    train.train(lib, "real35", train.TrainConfig(epochs=2, **{**TINY, "model": None}), name="child",
+                warm_start="parent")
+    predict.score(lib, "child")
+    yield lib
+    lib.close()
+
+
+@pytest.fixture
+def trained_copy(trained, tmp_path):
+    """A private copy of `trained` (checkpoints included), for tests that change it."""
+    src = Path(trained.url.removeprefix("sqlite:///"))
+    db = tmp_path / "copy" / "curator.sqlite"
+    shutil.copytree(src.parent, db.parent)
+    return db

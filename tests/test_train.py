@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,53 +18,16 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from conftest import SAMPLE, as_json, error
-from curator import checkpoints, evaluation, ingest, predict, splits, train
-from curator.library import init_library, open_library
+from conftest import CLI_TINY, TINY, error
+from curator import checkpoints, evaluation, predict, runs, splits, train
+from curator.library import open_library
 from curator.library.models import Prediction, RunEpoch
 
-TINY = dict(model="test_resnet", img_size=32, batch_size=32, workers=0)
-CLI_TINY = ["--model", "test_resnet", "--img-size", "32", "--batch-size", "32", "--workers", "0"]
 CURATOR = [sys.executable, "-m", "curator"]
 
 
-def _sample_library(db: Path):
-    init_library(db)
-    lib = open_library(db)
-    ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
-    ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
-    splits.build(lib, min_count=40, name="min40")
-    # One class more and one fewer than min40: animal-bird and person join, the staged-only
-    # sky-weather leaves.
-    splits.build(lib, min_count=35, name="real35", include_staged=False)
-    return lib
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A sample library with a 3-epoch parent run on min40 and its warm-started child on real35."""
-    db = tmp_path_factory.mktemp("trained") / "curator.sqlite"
-    lib = _sample_library(db)
-    train.train(lib, "min40", train.TrainConfig(epochs=3, **TINY), name="parent", throwaway=True)
-    predict.score(lib, "parent")
-    train.train(lib, "real35", train.TrainConfig(epochs=2, **{**TINY, "model": None}), name="child",
-                warm_start="parent")
-    predict.score(lib, "child")
-    yield lib
-    lib.close()
-
-
-@pytest.fixture
-def trained_copy(trained, tmp_path):
-    """A private copy of `trained`, for tests that change it (runs' folders are absolute paths)."""
-    src = Path(trained.url.removeprefix("sqlite:///"))
-    db = tmp_path / "copy" / "curator.sqlite"
-    shutil.copytree(src.parent, db.parent)
-    return db
-
-
 def test_checkpoint_describes_itself_and_rebuilds_the_model(trained):
-    run = train.summary(trained, "parent")
+    run = runs.summary(trained, "parent")
     ckpt = checkpoints.load(run["checkpoint"])
     build_classes = splits.show(trained, "min40")["classes"]
     assert ckpt["format"] == checkpoints.FORMAT
@@ -78,18 +40,18 @@ def test_checkpoint_describes_itself_and_rebuilds_the_model(trained):
 
 
 def test_every_epoch_is_recorded(trained):
-    rows = train.epochs(trained, "parent")
+    rows = runs.epochs(trained, "parent")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     for r in rows:
         assert r["train_loss"] > 0 and 0 <= r["train_acc"] <= 1 and 0 <= r["val_acc"] <= 1
         assert r["lr"] > 0 and r["seconds"] > 0 and r["images_per_s"] > 0
-    run = train.summary(trained, "parent")
+    run = runs.summary(trained, "parent")
     assert run["status"] == "done" and run["epochs"] == 3 and run["throwaway"]
     assert run["params"]["augment"] and run["params"]["rotate"] == 10.0 and run["params"]["zoom"] == 0.1
 
 
 def test_warm_start_keeps_every_weight_but_the_head(trained):
-    parent = checkpoints.load(train.summary(trained, "parent")["checkpoint"])
+    parent = checkpoints.load(runs.summary(trained, "parent")["checkpoint"])
     new_classes = splits.show(trained, "real35")["classes"]
     old = set(parent["classes"])
     assert set(new_classes) - old == {"animal-bird", "person"} and old - set(new_classes) == {"sky-weather"}
@@ -101,10 +63,24 @@ def test_warm_start_keeps_every_weight_but_the_head(trained):
     for key, value in model.state_dict().items():
         if key not in head_keys:
             assert torch.equal(value, parent["state_dict"][key]), key
-    child = train.summary(trained, "child")
+    child = runs.summary(trained, "child")
     assert child["parent"] == "parent" and child["model"] == "test_resnet"
     assert child["classes"] == new_classes
+    assert (child["params"]["lr"], child["params"]["head_epochs"]) == (train.WARM_LR, train.WARM_HEAD_EPOCHS)
+    assert (runs.summary(trained, "parent")["params"]["lr"], runs.summary(trained, "parent")["params"]["head_epochs"]) == (1e-3, 0)
     assert checkpoints.load(child["checkpoint"])["parent"] == "parent"
+
+
+def test_head_epochs_train_only_the_new_head(trained_copy):
+    lib = open_library(trained_copy)
+    parent = checkpoints.load(runs.summary(lib, "parent")["checkpoint"])
+    cfg = train.TrainConfig(**{**TINY, "model": None}, epochs=1, head_epochs=1)
+    run = train.train(lib, "real35", cfg, name="probe", warm_start="parent")
+    after = checkpoints.build_model(checkpoints.load(Path(run["folder"]) / "last.pt"))
+    for key, value in after.named_parameters():  # parameters only: BatchNorm statistics still adapt
+        if not key.startswith("fc."):
+            assert torch.equal(value.detach(), parent["state_dict"][key]), key
+    lib.close()
 
 
 def test_a_warm_start_keeps_the_parents_model(trained_copy, cli):
@@ -116,7 +92,7 @@ def test_a_warm_start_keeps_the_parents_model(trained_copy, cli):
 def test_predictions_are_stored_once_with_embeddings(trained):
     again = predict.score(trained, "parent")
     assert again.scored == 0 and again.already == again.asked > 0
-    run_id = train.summary(trained, "parent")["id"]
+    run_id = runs.summary(trained, "parent")["id"]
     with trained.session() as s:
         rows = s.scalars(select(Prediction).where(Prediction.run_id == run_id)).all()
     parent_rows = [r for r in rows if r.error is None]
@@ -212,7 +188,7 @@ def _wait_for_epochs(db: Path, run_name: str, n: int, proc, timeout=240) -> None
         while time.time() < deadline:
             assert proc.poll() is None, proc.communicate()
             try:
-                if len(train.epochs(lib, run_name)) >= n:
+                if len(runs.epochs(lib, run_name)) >= n:
                     return
             except Exception:  # the run row may not exist yet
                 pass
@@ -233,15 +209,15 @@ def test_interrupted_training_resumes(trained_copy, sig, code):
     proc.communicate(timeout=120)
     assert proc.returncode == code
     lib = open_library(trained_copy)
-    done = len(train.epochs(lib, "long"))
+    done = len(runs.epochs(lib, "long"))
     assert 2 <= done < 6
-    assert train.summary(lib, "long")["status"] == ("interrupted" if sig == signal.SIGINT else "running")
+    assert runs.summary(lib, "long")["status"] == ("interrupted" if sig == signal.SIGINT else "running")
     p = subprocess.run(CURATOR + ["train", "--resume", "long", "--json", "--no-score"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout)
     assert result["status"] == "done" and result["epochs"] == 6
-    assert [r["epoch"] for r in train.epochs(lib, "long")] == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in runs.epochs(lib, "long")] == [1, 2, 3, 4, 5, 6]
     lib.close()
 
 
@@ -253,7 +229,7 @@ def test_torchrun_trains_with_two_processes_on_cpu(trained_copy):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     lib = open_library(trained_copy)
-    run = train.summary(lib, "ddp")
+    run = runs.summary(lib, "ddp")
     assert run["status"] == "done" and run["world_size"] == 2 and run["epochs"] == 2
     with lib.session() as s:
         assert len(s.scalars(select(RunEpoch).where(RunEpoch.run_id == run["id"])).all()) == 2

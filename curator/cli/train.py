@@ -26,7 +26,7 @@ def train(
     img_size: Annotated[int, typer.Option(help="Square input size in pixels.", min=16)] = 128,
     epochs: Annotated[int, typer.Option(help="At most this many epochs.", min=1)] = 60,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score.", min=1)] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay).")] = 1e-3,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay) [default: 1e-3; 3e-4 when warm-starting].", show_default=False)] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
     batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).", min=1)] = 64,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random flip, rotation and zoom while training.")] = True,
@@ -36,6 +36,7 @@ def train(
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from timm's pretrained weights (needs the model hub).")] = False,
     weights: Annotated[Optional[str], typer.Option(help="Start from a local timm/safetensors weights file (offline; the head is replaced).")] = None,
     warm_start: Annotated[Optional[str], typer.Option(help="Start from this run's weights (or 'latest') with a fresh head for the new classes.")] = None,
+    head_epochs: Annotated[Optional[int], typer.Option(help="Train only the new head for this many epochs first [default: 0; 1 when warm-starting].", min=0, show_default=False)] = None,
     throwaway: Annotated[bool, typer.Option("--throwaway", help="Mark the run as never for production.")] = False,
     name: Annotated[Optional[str], typer.Option(help="Name of the run [default: MODEL-BUILD].")] = None,
     device: Annotated[str, typer.Option(help="auto (GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
@@ -72,7 +73,7 @@ def train(
             cfg = train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
                                         weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
                                         rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
-                                        seed=seed, device=device, workers=workers)
+                                        head_epochs=head_epochs, seed=seed, device=device, workers=workers)
             result = train_lib.train(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway,
                                      on_epoch=show, should_stop=stop)
     except KeyboardInterrupt:
@@ -206,9 +207,9 @@ def runs(ctx: typer.Context, db: DbOption = None, json_: JsonOption = False) -> 
     """
     if ctx.invoked_subcommand:
         return
-    from curator import train as train_lib
+    from curator import runs as runs_lib
 
-    rows = train_lib.list_runs(open_lib(db))
+    rows = runs_lib.list_runs(open_lib(db))
     if json_:
         return print_json(rows)
     t = table("Run", "Model", "Build", "Parent", "Status", "Epochs", "Best val acc", "Notes")
@@ -231,11 +232,11 @@ def show(
     Example: curator runs show latest
     """
     from curator import curves
-    from curator import train as train_lib
+    from curator import runs as runs_lib
 
     lib = open_lib(db)
-    info = train_lib.summary(lib, run)
-    rows = train_lib.epochs(lib, run)
+    info = runs_lib.summary(lib, run)
+    rows = runs_lib.epochs(lib, run)
     info["diagnosis"] = curves.diagnose(rows)
     info["png"] = str(curves.plot_png(rows, Path(png or Path(info["folder"]) / "curves.png"), title=info["name"])) if rows else None
     if json_:
@@ -259,9 +260,9 @@ def promote(
 
     Example: curator runs promote resnet18-min40
     """
-    from curator import train as train_lib
+    from curator import runs as runs_lib
 
-    info = train_lib.promote(open_lib(db), run)
+    info = runs_lib.promote(open_lib(db), run)
     if json_:
         return print_json(info)
     console.print(f"{info['name']} is now the production run.")
