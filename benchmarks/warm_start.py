@@ -10,9 +10,10 @@
 4. Prints, per run, epochs run, best epoch and best validation accuracy, test accuracy; and for
    warm: the first epoch whose validation accuracy reaches scratch's best (target: at most a
    third of scratch's best epoch) and whether it ends at least as accurate.
-5. Training images/s (epochs 2+, the first includes decoding the cache) against the model's
-   raw forward+backward+AdamW rate on random tensors of the same shape (target: data loading,
-   augmentation included, costs under 15%).
+5. Training images/s (epochs 2+, the first includes decoding the cache; each epoch's time
+   includes its validation pass) against the model's raw forward+backward+AdamW rate on random
+   tensors of the same shape, the best of 6 timings before and after the runs (target: data
+   loading, augmentation included, costs under 15%).
 
 Usage:
     .venv/bin/python benchmarks/warm_start.py                       # resnet18 at 64 px, ~5 min
@@ -41,22 +42,29 @@ from curator.library import init_library, open_library  # noqa: E402
 SAMPLE = ROOT / "sample_data"
 
 
-def raw_rate(model_name: str, num_classes: int, img_size: int, batch_size: int, steps: int = 20) -> float:
-    """Images/s of forward + backward + AdamW step on random tensors: the ceiling for training."""
+def raw_rate(model_name: str, num_classes: int, img_size: int, batch_size: int, steps: int = 30, repeats: int = 3) -> float:
+    """Images/s of forward + backward + AdamW step on random tensors: the ceiling for training.
+
+    The best of ``repeats`` timings: the cores are shared, and the ceiling is what they give
+    when nothing else takes them.
+    """
     import timm
 
     model = timm.create_model(model_name, num_classes=num_classes).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch_size, 3, img_size, img_size)
     y = torch.randint(0, num_classes, (batch_size,))
-    for i in range(steps + 3):
-        if i == 3:  # warm-up steps excluded
-            t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return steps * batch_size / (time.perf_counter() - t0)
+    best = 0.0
+    for repeat in range(repeats):
+        for i in range(steps + 3):
+            if i == 3:  # warm-up steps excluded
+                t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        best = max(best, steps * batch_size / (time.perf_counter() - t0))
+    return best
 
 
 def reached(curve: list[dict], target: float) -> int | None:
@@ -100,6 +108,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
+    raw_before = raw_rate(args.model, 7, args.img_size, args.batch_size)  # and again at the end
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "curator.sqlite"
         init_library(db)
@@ -113,7 +122,7 @@ def main() -> None:
         results = [one_seed(lib, args, seed) for seed in args.seeds]
         lib.close()
 
-    raw = raw_rate(args.model, 7, args.img_size, args.batch_size)
+    raw = max(raw_rate(args.model, 7, args.img_size, args.batch_size), raw_before)
     train_rate = statistics.median(r[k]["train_images_per_s"] for r in results for k in ("base", "scratch", "warm", "warm-plain"))
     report(results, raw, train_rate)
     if args.json:

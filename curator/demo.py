@@ -65,12 +65,39 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
     with lib.session() as s:
         yield "label conflicts", {"groups": dedup.label_conflicts(s)}
     yield "build-splits at 35 (throw-away)", splits.build(lib, min_count=35, name="throwaway-35")
-    yield f"build-splits at {min_count}", splits.build(lib, min_count=min_count, name=f"min{min_count}")
     training = training or TRAINING
     yield "train a throw-away model at 35", _train(lib, "throwaway-35", training, throwaway=True)
+    yield from _identify_and_accept(lib, "throwaway-35", min_count)
+    yield f"build-splits at {min_count}", splits.build(lib, min_count=min_count, name=f"min{min_count}")
     yield f"warm-start at {min_count} with a new head", _train(
         lib, f"min{min_count}", {**training, "model": None}, warm_start="throwaway-35")
     yield "library", catalog.stats(lib)
+
+
+ACCEPT_CONFIDENCE = 0.95
+
+
+def _identify_and_accept(lib: Library, run: str, min_count: int) -> Iterator[tuple[str, dict]]:
+    """Bulk-identify the pool, show coverage and a look-alike search, accept the confident batch."""
+    from curator import filters, predict
+
+    yield "bulk-identify the unlabelled pool", predict.bulk_identify(lib, run, "unlabelled").to_dict()
+    yield "coverage", {"min_count": min_count, "classes": filters.coverage(lib, run, min_count=min_count)}
+    busiest = max(filters.coverage(lib, run, min_count=min_count), key=lambda r: r["labelled"])["class"]
+    lookalike = filters.find(lib, filters.Query(run=run, predicted=busiest, max_confidence=0.6, label="unlabelled"))
+    yield "look-alike search", {"class": busiest, "max_confidence": 0.6, "total": lookalike["total"],
+                                "paths": [r["path"] for r in lookalike["rows"][:5]]}
+    confident = filters.find(lib, filters.Query(run=run, label="unlabelled", min_confidence=ACCEPT_CONFIDENCE))
+    done = filters.act(lib, confident, "accept")
+    yield "accept confident predictions", {"min_confidence": ACCEPT_CONFIDENCE, "accepted": len(done["changed"]),
+                                           "by_class": _count(confident["rows"])}
+
+
+def _count(rows: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["predicted"]] = out.get(r["predicted"], 0) + 1
+    return dict(sorted(out.items()))
 
 
 def _train(lib: Library, build: str, options: dict, *, throwaway: bool = False, warm_start: str | None = None) -> dict:

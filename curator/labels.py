@@ -104,6 +104,32 @@ def relabel(session: Session, images: list[Image], label: str, *, create: bool =
                       source=source, detail=detail)
 
 
+def accept(session: Session, images: list[Image], label: str, *, source: str = "model",
+           detail: str | None = None) -> Change:
+    """Take a model's prediction as the label (a model-assisted label, recorded as ``accept``)."""
+    return _set_label(session, images, parse_label(label), "accept", create=True, source=source, detail=detail)
+
+
+def tag(session: Session, images: list[Image], name: str, *, source: str = "cli", detail: str | None = None) -> Change:
+    """Add tag ``name`` (a saved selection) to images that do not have it yet."""
+    from sqlalchemy import select
+
+    from curator.library.models import ImageTag
+
+    if not name.strip() or len(name) > 200:
+        raise InvalidInput(f"a tag needs 1 to 200 characters, not {len(name.strip())}")
+    have = set(session.scalars(select(ImageTag.image_id).where(ImageTag.tag == name)))
+    change = Change("tag")
+    for image in images:
+        if image.id in have:
+            change.add(image, False)
+            continue
+        session.add(ImageTag(image_id=image.id, tag=name, source=source))
+        history.record(session, image, "tag", "tag", None, name, source=source, detail=detail)
+        change.add(image, True)
+    return change
+
+
 def mark_unknown(session: Session, images: list[Image], *, source: str = "cli") -> Change:
     """Mark images unknown: good images whose class nobody knows yet (kept, never trained on)."""
     return _set_label(session, images, LabelSpec(UNKNOWN), "unknown", create=False,

@@ -67,6 +67,9 @@ def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     assert "[build-splits at 40] min40: 5 classes" in r.stdout
     assert r.stdout.count("leak check passed") == 2
     assert "[train a throw-away model at 35] throwaway-35: test_resnet on throwaway-35, 2 epochs" in r.stdout
+    assert f"[bulk-identify the unlabelled pool] {EXPECTED['pool']['new_distinct_bytes']} images predicted with throwaway-35" in r.stdout
+    assert "[coverage] per class" in r.stdout and "[look-alike search] " in r.stdout
+    assert "[accept confident predictions] " in r.stdout
     assert "[warm-start at 40 with a new head] min40: test_resnet on min40, warm-started from throwaway-35" in r.stdout
     assert "    vs throwaway-35 on the same test images of shared classes: accuracy" in r.stdout
     assert "Done. The library is" in r.stdout

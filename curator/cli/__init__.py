@@ -32,9 +32,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from curator.cli import classes, dedup, demo, ingest, labels, library, predict, splits, train  # noqa: E402
+from curator.cli import classes, dedup, demo, filters, ingest, labels, library, predict, splits, train  # noqa: E402
 
-for group in (library, ingest, labels, classes, dedup, splits, train, predict, demo):  # register commands
+for group in (library, ingest, labels, classes, dedup, splits, train, predict, filters, demo):  # register commands
     group.register(app)
 
 

@@ -42,7 +42,9 @@ def demo(
                   f"  curator duplicates --conflicts --db {db_path}\n"
                   f"  curator splits show throwaway-35 --db {db_path}\n"
                   f"  curator runs show min40 --db {db_path}\n"
-                  f"  curator review throwaway-35 --db {db_path}")
+                  f"  curator review throwaway-35 --db {db_path}\n"
+                  f"  curator find --run throwaway-35 --unknown --db {db_path}\n"
+                  f"  curator coverage --run throwaway-35 --db {db_path}")
 
 
 def _print_step(step: str, r: dict) -> None:
@@ -72,6 +74,22 @@ def _print_step(step: str, r: dict) -> None:
                       f" {t['test']} test; left out: " + (", ".join(
                           f"{c} (needs {n})" for c, n in sorted(r["below_cutoff"].items())) or "none")
                       + f"; leak check {'passed' if not r['leaks'] else 'FAILED'}.")
+    elif step == "bulk-identify the unlabelled pool":
+        console.print(f"[{step}] {r['scored']} images predicted with {r['run']} ({r['images_per_second']:.0f} images/s),"
+                      f" {len(r['errors'])} unreadable.")
+    elif step == "coverage":
+        console.print(f"[{step}] per class: labelled + confident pool predictions vs --min-count {r['min_count']}:")
+        for c in r["classes"]:
+            console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['confident']:>3} confident of"
+                          f" {c['predicted']:>3} predicted; {'reachable' if c['reachable'] else 'not reachable'}")
+    elif step == "look-alike search":
+        console.print(f"[{step}] {r['total']} pool images predicted {r['class']} at <= {r['max_confidence']}"
+                      f" confidence (a class the model does not know may hide there), e.g.:")
+        for path in r["paths"]:
+            console.print(f"    {path}")
+    elif step == "accept confident predictions":
+        console.print(f"[{step}] {r['accepted']} pool images labelled from predictions at >= {r['min_confidence']}: "
+                      + ", ".join(f"{c} {n}" for c, n in r["by_class"].items()))
     elif "best_val_acc" in r:
         ev = r["evaluation"]["metrics"] if r["evaluation"] else None
         acc = f"test accuracy {ev['accuracy']:.3f} (baseline {ev['baseline']['accuracy']:.3f})" if ev else "no test images"

@@ -393,3 +393,14 @@ class Prediction(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_predictions_run_predicted", "run_id", "predicted", "confidence"),)
+
+
+class ImageTag(Base):
+    """A saved selection: ``curator find ... --tag T`` names images for FiftyOne and later commands."""
+
+    __tablename__ = "image_tags"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(30), default="cli")

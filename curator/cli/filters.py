@@ -1,0 +1,119 @@
+"""``curator find`` and ``curator coverage``: filters over bulk-identification results."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
+
+COLUMNS = ("image_id", "label", "predicted", "confidence", "split", "path")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("find")(find)
+    app.command("coverage")(coverage)
+
+
+def find(
+    run: Annotated[str, typer.Option(help="Whose predictions: a run name or id, 'latest' or 'production'.")] = "latest",
+    class_: Annotated[Optional[str], typer.Option("--class", "--predicted", help="Predicted as this class (with --max-confidence: a look-alike search).")] = None,
+    max_confidence: Annotated[Optional[float], typer.Option(help="Top confidence at most this.")] = None,
+    min_confidence: Annotated[Optional[float], typer.Option(help="Top confidence at least this.")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Current label: a class, 'unlabelled' or 'unknown'.")] = None,
+    subclass: Annotated[Optional[str], typer.Option(help="Current sub-class (with --label CLASS).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="In this split of the run's build: train, val, test, benchmark.")] = None,
+    staged: Annotated[Optional[bool], typer.Option("--staged/--not-staged", help="Only staged images, or only images that are not.", show_default=False)] = None,
+    synthetic: Annotated[Optional[bool], typer.Option("--synthetic/--not-synthetic", help="Only synthetic images, or only images that are not.", show_default=False)] = None,
+    low_count: Annotated[bool, typer.Option("--low-count", help="Pool images predicted as classes below --min-count.")] = False,
+    min_count: Annotated[int, typer.Option(help="The cutoff for --low-count.", min=1)] = 40,
+    synthetic_dependent: Annotated[bool, typer.Option("--synthetic-dependent", help="Pool images predicted as classes whose labelled images are mostly staged or synthetic.")] = False,
+    max_staged_share: Annotated[float, typer.Option(help="The share above which --synthetic-dependent picks a class.")] = 0.5,
+    unknown: Annotated[bool, typer.Option("--unknown", help="Images labelled unknown, grouped by what the model thinks they are now.")] = False,
+    lowest: Annotated[Optional[int], typer.Option(help="The N lowest-scoring images.", min=1)] = None,
+    tagged: Annotated[Optional[str], typer.Option(help="Only images carrying this tag.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Show (and act on) at most this many.", min=1)] = None,
+    accept: Annotated[bool, typer.Option("--accept", help="Action: take each shown image's prediction as its label.")] = False,
+    set_label: Annotated[Optional[str], typer.Option(help="Action: label the shown images CLASS or CLASS/SUBCLASS.")] = None,
+    create: Annotated[bool, typer.Option("--create", help="With --set-label: create the class if new.")] = False,
+    mark_unknown: Annotated[bool, typer.Option("--mark-unknown", help="Action: mark the shown images unknown.")] = False,
+    reject: Annotated[Optional[str], typer.Option(help="Action: reject the shown images with this reason.")] = None,
+    tag: Annotated[Optional[str], typer.Option(help="Action: tag the shown images (a saved selection).")] = None,
+    csv_: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    paths: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line (for piping).")] = False,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Find images worth labelling among a run's predictions; every option composes.
+
+    At most one action (--accept, --set-label, --mark-unknown, --reject, --tag) applies to the
+    images shown; every change goes to label history.
+
+    Example: curator find --class hand-fingers-open --max-confidence 0.6
+    """
+    from curator import filters
+
+    actions = {"accept": (accept, None), "label": (set_label, set_label), "unknown": (mark_unknown, None),
+               "reject": (reject, reject), "tag": (tag, tag)}
+    chosen = [(name, value) for name, (on, value) in actions.items() if on]
+    if len(chosen) > 1:
+        raise typer.BadParameter("give at most one action: --accept, --set-label, --mark-unknown, --reject or --tag")
+    q = filters.Query(run=run, predicted=class_, min_confidence=min_confidence, max_confidence=max_confidence,
+                      label=label, subclass=subclass, split=split, staged=staged, synthetic=synthetic,
+                      low_count=low_count, min_count=min_count, synthetic_dependent=synthetic_dependent,
+                      max_staged_share=max_staged_share, unknown=unknown, lowest=lowest, tag=tagged, limit=limit)
+    lib = open_lib(db)
+    result = filters.find(lib, q)
+    rows = result["rows"]
+    if chosen:
+        result["action"] = filters.act(lib, result, chosen[0][0], chosen[0][1], create=create)
+    if json_:
+        return print_json(result)
+    if paths:
+        for r in rows:
+            typer.echo(r["path"])
+        return
+    if csv_:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(COLUMNS)
+        writer.writerows([r[c] for c in COLUMNS] for r in rows)
+        return
+    t = table("Id", "Label", "Predicted", "Confidence", "Split", "Path")
+    for r in rows:
+        t.add_row(str(r["image_id"]), r["label"], r["predicted"], f"{r['confidence']:.3f}", r["split"] or "-", r["path"])
+    console.print(t)
+    shown = f"{len(rows)} of {result['total']}" if len(rows) < result["total"] else str(result["total"])
+    console.print(f"{shown} images (predictions of {result['run']}).")
+    for name, c in sorted(result["classes"].items()):
+        console.print(f"  {name}: {c['labelled']} labelled, needs {c['needs']}, staged/synthetic share"
+                      f" {c['staged_share']:.0%}, {c['found']} found here")
+    if chosen:
+        a = result["action"]
+        console.print(f"{a['action']}: {len(a['changed'])} images changed, {a['unchanged']} already so"
+                      " (see `curator history IMAGE`).")
+
+
+def coverage(
+    run: Annotated[str, typer.Option(help="Whose predictions: a run name or id, 'latest' or 'production'.")] = "latest",
+    min_count: Annotated[int, typer.Option(help="The per-class cutoff.", min=1)] = 40,
+    high_confidence: Annotated[float, typer.Option(help="Predictions at least this sure count as likely finds.")] = 0.8,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Per class: labelled images, pool images predicted as it, and whether the cutoff is reachable.
+
+    Example: curator coverage --min-count 40
+    """
+    from curator import filters
+
+    rows = filters.coverage(open_lib(db), run, min_count=min_count, high_confidence=high_confidence)
+    if json_:
+        return print_json(rows)
+    t = table("Class", "Labelled", "Needs", "Pool predicted", "Confident", "Reachable")
+    for r in rows:
+        t.add_row(r["class"], str(r["labelled"]), str(r["needs"]), str(r["predicted"]), str(r["confident"]),
+                  "yes" if r["reachable"] else "no")
+    console.print(t)
