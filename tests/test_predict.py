@@ -103,3 +103,28 @@ def test_cli_bulk_identify(pooled, cli, trained_copy):
         "Error: no production run yet: `curator runs promote RUN`")
     bad = cli("bulk-identify", "--db", trained_copy, "--pool", "sideways")
     assert bad.exit_code == 2 and "'sideways' is not one of unlabelled, unknown, rejected, labelled, all" in bad.stderr
+
+
+def test_a_killed_bulk_identify_loses_at_most_a_batch_and_a_rerun_finishes(pooled, trained_copy):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "CURATOR_DB": str(trained_copy)}
+    cmd = [sys.executable, "-m", "curator", "bulk-identify", "--run", "child", "--batch-size", "1", "--workers", "0"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    n = len(predict.pool_ids(pooled, "unlabelled"))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        done = len(set(_stored(pooled, "child")) & set(predict.pool_ids(pooled, "unlabelled")))
+        if done >= 5:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    before = len(set(_stored(pooled, "child")) & set(predict.pool_ids(pooled, "unlabelled")))
+    assert 5 <= before < n, "the run ended before it could be killed"
+    rest = predict.bulk_identify(pooled, "child", workers=0)
+    assert rest.already == before and rest.scored == n - before
