@@ -32,9 +32,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from curator.cli import classes, dedup, demo, filters, ingest, labels, library, predict, splits, train  # noqa: E402
+from curator.cli import (  # noqa: E402
+    classes, dedup, demo, filters, ingest, labels, library, predict, splits, suspects, train,
+)
 
-for group in (library, ingest, labels, classes, dedup, splits, train, predict, filters, demo):  # register commands
+for group in (library, ingest, labels, classes, dedup, splits, train, predict, filters, suspects, demo):  # register commands
     group.register(app)
 
 

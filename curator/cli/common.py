@@ -57,7 +57,7 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 _NUMERIC = {"Labelled", "Real", "Staged", "Synthetic", "Benchmark", "Rejected", "Images", "Id", "Confidence",
-            "Needs", "Pool predicted", "Confident", "Epochs", "Best val acc", "Precision", "Recall", "F1", "Support"}
+            "Needs", "Score", "Pool predicted", "Confident", "Epochs", "Best val acc", "Precision", "Recall", "F1", "Support"}
 
 
 def read_refs(images: list[str] | None, file: str | None) -> list[str]:
