@@ -1,8 +1,7 @@
 """The main job: the curation loop on ``sample_data/``, step by step, in a fresh library.
 
 Each step is a function of the library that returns plain data; ``steps()`` yields them in
-order so the CLI can print each as it finishes. Steps are added as the loop grows (splits,
-training, bulk identification and FiftyOne come in later).
+order so the CLI can print each as it finishes.
 """
 
 from __future__ import annotations
@@ -33,7 +32,12 @@ def fresh_library(db: str | os.PathLike | None, *, replace: bool) -> Library:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(path.parent / "runs", ignore_errors=True)  # the old library's checkpoints
     init_library(path)
-    return open_library(path)
+    lib = open_library(path)
+    if (path.parent / "fiftyone").exists():  # the old library's FiftyOne dataset
+        from curator import fiftyone_sync
+
+        fiftyone_sync.forget(lib)
+    return lib
 
 
 TRAINING = {"model": "resnet18", "img_size": 64, "epochs": 20, "patience": 5, "batch_size": 32}
@@ -41,12 +45,13 @@ QUICK_TRAINING = {"model": "test_resnet", "img_size": 32, "epochs": 2, "patience
 
 
 def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUNT,
-          training: dict | None = None) -> Iterator[tuple[str, dict]]:
+          training: dict | None = None, fiftyone: bool = True) -> Iterator[tuple[str, dict]]:
     """Run the loop on ``data`` (a sample_data/ layout), yielding (step, result) as each ends.
 
     Args:
         training: ``TrainConfig`` options for both runs (default ``TRAINING``; tests pass
             ``QUICK_TRAINING``).
+        fiftyone: end by building the library's FiftyOne dataset with its saved views.
     """
     data = Path(data)
     parts = {"library": data / "library", "staged": data / "staged", "pool": data / "pool"}
@@ -71,7 +76,19 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
     yield f"build-splits at {min_count}", splits.build(lib, min_count=min_count, name=f"min{min_count}")
     yield f"warm-start at {min_count} with a new head", _train(
         lib, f"min{min_count}", {**training, "model": None}, warm_start="throwaway-35")
+    if fiftyone:
+        yield from _browse(lib, f"min{min_count}")
     yield "library", catalog.stats(lib)
+
+
+def _browse(lib: Library, run: str) -> Iterator[tuple[str, dict]]:
+    """Identify what is left of the pool with the new model, then build the FiftyOne dataset."""
+    from curator import fiftyone_sync, predict
+
+    summary = predict.score(lib, run, predict.pool_ids(lib, "unlabelled") + predict.pool_ids(lib, "unknown"))
+    summary.pool = "unlabelled and unknown"
+    yield f"bulk-identify the rest of the pool and the unknown images with {run}", summary.to_dict()
+    yield "FiftyOne dataset and saved views", fiftyone_sync.sync(lib, run)
 
 
 ACCEPT_CONFIDENCE = 0.95

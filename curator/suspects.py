@@ -26,6 +26,8 @@ import numpy as np
 
 from curator.errors import InvalidInput
 
+SAVED = "suspects.json"  # the last result, in the run's folder
+
 
 def find_label_issues(labels, probs) -> np.ndarray:
     """Which labels confident learning (prune by noise rate) calls wrong.
@@ -116,7 +118,7 @@ def suspects(lib, ref: str = "latest", *, folds: int = 5, epochs: int | None = N
 
     from curator import predict, train
     from curator.library.models import ACTIVE, LABELLED, Image, LabelClass, SplitMember
-    from curator.runs import find_run
+    from curator.runs import find_run, run_folder
 
     if folds < 2:
         raise InvalidInput(f"--folds {folds}: confident learning needs out-of-sample predictions from at least 2 folds")
@@ -151,9 +153,19 @@ def suspects(lib, ref: str = "latest", *, folds: int = 5, epochs: int | None = N
     labels = np.array([index[r[3]] for r in kept])
     probs = np.stack([probs_by_id[r[0]] for r in kept])
     found = rank(labels, probs, find_label_issues(labels, probs))
-    return {"run": run.name, "folds": folds, "images": len(kept), "suspects": [
+    result = {"run": run.name, "folds": folds, "images": len(kept), "suspects": [
         {"image_id": kept[x["index"]][0], "path": kept[x["index"]][2], "label": kept[x["index"]][3],
          "suspected": classes[x["suspected"]], "score": round(x["score"], 4)} for x in found]}
+    _save(run_folder(lib, run) / SAVED, result)
+    return result
+
+
+def _save(path, result: dict) -> None:
+    """Keep the last result beside the run (FiftyOne's ``suspects`` view reads it), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
 
 
 def _train_fold(lib, run, name: str, train_ids: list[int], cfg) -> None:

@@ -4,50 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import pytest
 
-from conftest import as_json, error, ids
-from curator import filters, ingest, splits
-from curator.library.models import Prediction, Run, SplitBuild
-
-
-# file: (top-1 class, confidence); the run knows antelope, kangaroo, wombat.
-PREDICTIONS = {
-    "k1.png": ("kangaroo", 0.5), "k5.png": ("kangaroo", 0.8),
-    "p1.png": ("kangaroo", 0.95), "p2.png": ("kangaroo", 0.55), "p3.png": ("antelope", 0.4),
-    "p4.png": ("antelope", 0.9), "p5.png": ("wombat", 0.3),
-    "u1.png": ("kangaroo", 0.7), "u2.png": ("wombat", 0.6),
-}
-
-
-@pytest.fixture
-def known(library, make_tree):
-    """Kangaroo 6 labelled (2 staged), antelope 3 (all staged), wombat 2; a pool of 5; 2 unknown."""
-    seed = iter(range(100, 200))
-    real = make_tree({**{f"kangaroo/k{i}.png": next(seed) for i in range(1, 5)},
-                      **{f"wombat/w{i}.png": next(seed) for i in range(1, 3)},
-                      **{f"unknown/u{i}.png": next(seed) for i in range(1, 3)}}, root="real")
-    staged = make_tree({**{f"kangaroo/k{i}.png": next(seed) for i in range(5, 7)},
-                        **{f"antelope/a{i}.png": next(seed) for i in range(1, 4)}}, root="staged")
-    pool = make_tree({f"p{i}.png": next(seed) for i in range(1, 6)}, root="pool")
-    ingest.import_paths(library, [real], labels_from_folders=True)
-    ingest.import_paths(library, [staged], labels_from_folders=True, staged=True)
-    ingest.import_paths(library, [pool])
-    splits.build(library, min_count=1, name="b", val=0.0, test=0.0)
-    by_name = ids(library)
-    with library.session() as s:
-        build = s.query(SplitBuild).filter_by(name="b").one()
-        run = Run(name="r", build_id=build.id, model="test_resnet", status="done", folder="runs/r",
-                  classes=json.dumps(["antelope", "kangaroo", "wombat"]))
-        s.add(run)
-        s.flush()
-        for name, (cls, conf) in PREDICTIONS.items():
-            s.add(Prediction(run_id=run.id, image_id=by_name[name], predicted=cls, confidence=conf,
-                             top_k=json.dumps([[cls, conf]])))
-    library.by_name = by_name
-    return library
+from conftest import as_json, error
+from curator import filters
 
 
 def names(lib, result) -> list[str]:

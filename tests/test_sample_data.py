@@ -72,7 +72,11 @@ def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     assert "[accept confident predictions] " in r.stdout
     assert "[warm-start at 40 with a new head] min40: test_resnet on min40, warm-started from throwaway-35" in r.stdout
     assert "    vs throwaway-35 on the same test images of shared classes: accuracy" in r.stdout
-    assert "Done. The library is" in r.stdout
+    assert "[bulk-identify the rest of the pool and the unknown images with min40] " in r.stdout
+    assert "[FiftyOne dataset and saved views] dataset curator: " in r.stdout
+    assert f"min40's predictions, database in {db.parent / 'fiftyone'}; saved views: low-confidence (" in r.stdout
+    assert "Done. The library is" in r.stdout and "curator browse --run min40" in r.stdout
+    _views_match_find(db)
     again = cli("demo", "--data", SAMPLE, "--db", db)
     assert again.exit_code == 1
     assert again.stderr == f"Error: {db} already exists: pass --fresh to replace it with the demo library\n"
@@ -83,3 +87,21 @@ def test_demo_without_sample_data_is_a_one_line_error(cli, tmp_path):
     r = cli("demo", "--data", tmp_path / "nothing", "--db", tmp_path / "d.sqlite")
     assert r.exit_code == 1
     assert r.stderr.startswith("Error: no sample data at ")
+
+
+def _views_match_find(db):
+    """The demo's FiftyOne views are its filters' results."""
+    from sqlalchemy import func, select
+
+    from curator import fiftyone_sync, filters
+    from curator.library import open_library
+    from curator.library.models import Image
+
+    lib = open_library(db)
+    dataset = fiftyone_sync.open_dataset(lib, create=False)
+    want = filters.find(lib, filters.Query(run="min40", label="unlabelled", max_confidence=fiftyone_sync.LOW_CONFIDENCE))
+    shown = dataset.load_saved_view("low-confidence").values("curator_id")
+    assert shown == [r["image_id"] for r in want["rows"]] and len(shown) > 0
+    with lib.session() as s:
+        active = s.scalar(select(func.count()).select_from(Image).where(Image.status == "active"))
+    assert len(dataset) == active

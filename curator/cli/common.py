@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -85,6 +87,16 @@ def progress(quiet: bool = False) -> Progress:
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet or not err_console.is_terminal,
         transient=True,
     )
+
+
+@contextmanager
+def status(first: str, quiet: bool = False) -> Iterator:
+    """A spinner on stderr (terminals only) whose message the work updates: yields ``say(msg)``."""
+    if quiet or not err_console.is_terminal:
+        yield lambda msg: None
+        return
+    with err_console.status(first + "...") as spinner:
+        yield lambda msg: spinner.update(msg + "...")
 
 
 class GracefulStop:

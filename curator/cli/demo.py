@@ -21,6 +21,9 @@ def demo(
     fresh: Annotated[bool, typer.Option("--fresh", help="Replace an existing library at --db.")] = False,
     epochs: Annotated[int, typer.Option(help="At most this many epochs per training run.", min=1)] = demo_lib.TRAINING["epochs"],
     quick: Annotated[bool, typer.Option("--quick", help="A tiny model for 2 epochs: checks the loop, not the accuracy.")] = False,
+    fiftyone: Annotated[bool, typer.Option("--fiftyone/--no-fiftyone", help="End by building the FiftyOne dataset and its saved views.")] = True,
+    browse: Annotated[bool, typer.Option("--browse", help="Then open the FiftyOne app at the low-confidence view (until Ctrl-C).")] = False,
+    port: Annotated[int, typer.Option(help="The app's port, with --browse.")] = 5151,
     json_: JsonOption = False,
 ) -> None:
     """Run the curation loop on sample_data/ in a fresh library, saying what each step did.
@@ -30,12 +33,21 @@ def demo(
     lib = demo_lib.fresh_library(db, replace=fresh)
     results = {}
     training = dict(demo_lib.QUICK_TRAINING) if quick else {**demo_lib.TRAINING, "epochs": epochs}
-    for step, result in demo_lib.steps(lib, data, training=training):
+    for step, result in demo_lib.steps(lib, data, training=training, fiftyone=fiftyone or browse):
         results[step] = result
         if not json_:
             _print_step(step, result)
     if json_:
-        return print_json(results)
+        print_json(results)
+    else:
+        _print_done(lib)
+    if browse:
+        from curator.cli.browse import serve
+
+        serve(lib, "low-confidence", port=port)
+
+
+def _print_done(lib) -> None:
     db_path = Path(lib.folder) / "curator.sqlite"
     console.print(f"\nDone. The library is {lib.display}; look around with:\n"
                   f"  curator classes --db {db_path}\n"
@@ -44,11 +56,12 @@ def demo(
                   f"  curator runs show min40 --db {db_path}\n"
                   f"  curator review throwaway-35 --db {db_path}\n"
                   f"  curator find --run throwaway-35 --unknown --db {db_path}\n"
-                  f"  curator coverage --run throwaway-35 --db {db_path}")
+                  f"  curator coverage --run throwaway-35 --db {db_path}\n"
+                  f"  curator browse --run min40 --db {db_path}   (the FiftyOne app; `curator pull` takes edits back)")
 
 
 def _print_step(step: str, r: dict) -> None:
-    if "added" in r:
+    if "files" in r:
         console.print(f"[{step}] {r['added']} new images from {r['files']} files, {r['duplicates']} duplicate"
                       f" paths, {len(r['rejected'])} rejected, {len(r['conflicts'])} label conflicts"
                       f" ({r['images_per_second']:.0f} files/s).")
@@ -74,7 +87,7 @@ def _print_step(step: str, r: dict) -> None:
                       f" {t['test']} test; left out: " + (", ".join(
                           f"{c} (needs {n})" for c, n in sorted(r["below_cutoff"].items())) or "none")
                       + f"; leak check {'passed' if not r['leaks'] else 'FAILED'}.")
-    elif step == "bulk-identify the unlabelled pool":
+    elif step.startswith("bulk-identify"):
         console.print(f"[{step}] {r['scored']} images predicted with {r['run']} ({r['images_per_second']:.0f} images/s),"
                       f" {len(r['errors'])} unreadable.")
     elif step == "coverage":
@@ -90,6 +103,11 @@ def _print_step(step: str, r: dict) -> None:
     elif step == "accept confident predictions":
         console.print(f"[{step}] {r['accepted']} pool images labelled from predictions at >= {r['min_confidence']}: "
                       + ", ".join(f"{c} {n}" for c, n in r["by_class"].items()))
+    elif step == "FiftyOne dataset and saved views":
+        console.print(f"[{step}] dataset {r['dataset']}: {r['samples']} samples with {r['run']}'s predictions,"
+                      f" database in {r['database']}; saved views: "
+                      + ", ".join(f"{name} ({n})" for name, n in r["views"].items() if not name.startswith("look-alike-"))
+                      + f", and {sum(name.startswith('look-alike-') for name in r['views'])} look-alike-CLASS views.")
     elif "best_val_acc" in r:
         ev = r["evaluation"]["metrics"] if r["evaluation"] else None
         acc = f"test accuracy {ev['accuracy']:.3f} (baseline {ev['baseline']['accuracy']:.3f})" if ev else "no test images"

@@ -1,0 +1,134 @@
+"""``curator browse`` and ``curator pull``: the library in the FiftyOne app, and the edits made there back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, status, table
+from curator.errors import InvalidInput
+
+
+def register(app: typer.Typer) -> None:
+    app.command("browse")(browse)
+    app.command("pull")(pull)
+
+
+ResolveOption = Annotated[Optional[str], typer.Option(
+    help="Settle label conflicts: 'fiftyone' takes the app's edit, 'library' drops it [default: list them].")]
+CreateOption = Annotated[bool, typer.Option("--create", help="A label naming a new class creates it.")]
+
+
+def browse(
+    run: Annotated[Optional[str], typer.Option(help="Whose predictions to show: a run name or id, 'latest' or 'production' [default: latest, if any].")] = None,
+    view: Annotated[Optional[str], typer.Option(help="Saved view to open [default: low-confidence when there are predictions].")] = None,
+    port: Annotated[int, typer.Option(help="The app's port.")] = 5151,
+    address: Annotated[str, typer.Option(help="The address the app listens on.")] = "127.0.0.1",
+    launch: Annotated[bool, typer.Option("--launch/--no-launch", help="Start the app after refreshing the dataset.")] = True,
+    remote: Annotated[bool, typer.Option("--remote", help="Serve the app without opening a browser; print its address.")] = False,
+    pull_first: Annotated[bool, typer.Option("--pull", help="Take edits made in the app back first (as `curator pull`).")] = False,
+    resolve: ResolveOption = None,
+    create: CreateOption = False,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Build or refresh the library's FiftyOne dataset and its saved views, then open the app.
+
+    One persistent dataset per library, in a FiftyOne database kept in the library's folder;
+    only samples whose library row changed are rewritten. Each saved view is the result of a
+    `curator find` filter (low-confidence, look-alike-CLASS, low-count, synthetic-dependent,
+    unknown, lowest, suspects, label-conflicts, tag-T). The app runs until Ctrl-C.
+
+    Example: curator browse --view low-confidence --remote
+    """
+    from curator import fiftyone_sync
+
+    lib = open_lib(db)
+    with status("starting FiftyOne's database", quiet=json_) as say:
+        pulled = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say) if pull_first else None
+        result = fiftyone_sync.sync(lib, run, on_progress=say)
+    views = result["views"]
+    chosen = view or ("low-confidence" if "low-confidence" in views else None)
+    if view and view not in views:
+        raise InvalidInput(f"no saved view {view!r}: there are {', '.join(views) or 'none'}")
+    url = fiftyone_sync.app_url(result["dataset"], chosen, address, port)
+    if json_:
+        print_json({**result, "pull": pulled, "url": url if launch else None})
+    else:
+        if pulled:
+            _show_pull(pulled)
+        _show_sync(result)
+    if not launch:
+        if not json_:
+            console.print(f"Open it with `curator browse` (the app then serves {url}).")
+        return
+    serve(lib, chosen, address=address, port=port, remote=remote)
+
+
+def serve(lib, view: str | None, *, address: str = "127.0.0.1", port: int = 5151, remote: bool = False) -> None:
+    """Run the app on the library's dataset until Ctrl-C."""
+    from curator import fiftyone_sync
+
+    session = fiftyone_sync.launch(lib, view, address=address, port=port, open_browser=not remote)
+    console.print(f"The FiftyOne app is serving {fiftyone_sync.app_url(fiftyone_sync.dataset_name(lib), view, address, port)}")
+    if remote:
+        console.print(f"From another machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS-HOST, then open that address.")
+    console.print("Press Ctrl-C to stop; then `curator pull` takes your edits into the library.")
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+
+
+def pull(
+    resolve: ResolveOption = None,
+    create: CreateOption = False,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Take edits made in the FiftyOne app into the library, each to label history (source fiftyone).
+
+    Reads an edited ground_truth / subclass / unknown, and the tags label:CLASS, subclass:NAME,
+    unknown, reject (or reject:REASON) and benchmark; any other new tag becomes a library tag.
+    An image relabelled both in the library (since the last browse) and in the app is a
+    conflict: it is listed, nothing is overwritten, until --resolve says which side wins.
+
+    Example: curator pull --resolve fiftyone
+    """
+    from curator import fiftyone_sync
+
+    lib = open_lib(db)
+    with status("starting FiftyOne's database", quiet=json_) as say:
+        result = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say)
+    if json_:
+        return print_json(result)
+    _show_pull(result)
+    _show_sync(result["sync"])
+    if result["conflicts"] or result["problems"]:
+        raise typer.Exit(1)
+
+
+def _show_pull(r: dict) -> None:
+    console.print(f"From FiftyOne: {len(r['labels'])} labels, {len(r['rejected'])} rejected,"
+                  f" {len(r['flagged'])} flagged benchmark, {len(r['tagged'])} tags;"
+                  f" {len(r['conflicts'])} conflicts, {len(r['problems'])} problems.")
+    if r["conflicts"]:
+        t = table("Id", "Was", "Library", "FiftyOne", "Path", title="Label conflicts (nothing overwritten)")
+        for c in r["conflicts"]:
+            t.add_row(str(c["image_id"]), c["was"], c["library"], c["fiftyone"], c["path"])
+        console.print(t)
+        console.print("Settle them with `curator pull --resolve fiftyone` (take the app's) or `--resolve library`.")
+    for p in r["problems"]:
+        console.print(f"  image {p['image_id']}: {p['error']}")
+
+
+def _show_sync(r: dict) -> None:
+    console.print(f"Dataset {r['dataset']} ({r['samples']} samples, predictions of {r['run'] or 'no run yet'}):"
+                  f" {r['added']} added, {r['updated']} updated, {r['removed']} removed"
+                  + (f", {r['kept_edits']} with app edits left for `curator pull`" if r["kept_edits"] else "")
+                  + f"; database {r['database']}")
+    if r["views"]:
+        console.print("Saved views: " + ", ".join(f"{name} ({n})" for name, n in r["views"].items()))

