@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -106,6 +107,12 @@ def connect(lib: Library):
         except Exception as e:  # noqa: BLE001  mongod missing, folder not writable...
             raise FiftyOneError(f"cannot start FiftyOne's database in {folder}: {e}") from None
     return fo
+
+
+def _where(lib: Library) -> str:
+    """The database in use, for messages (a URI's password hidden)."""
+    uri = os.environ.get("FIFTYONE_DATABASE_URI")
+    return re.sub(r"//([^:/@]+):[^@/]+@", r"//\1:***@", uri) if uri else str(database_dir(lib))
 
 
 def _serving(fod) -> str | None:
@@ -411,7 +418,7 @@ def sync(lib: Library, run: str | None = None, *, on_progress=None) -> dict:
     dataset.save()
     say("saving views")
     views = save_views(lib, dataset, found_run)
-    return {"dataset": dataset.name, "database": os.environ.get("FIFTYONE_DATABASE_URI") or str(database_dir(lib)),
+    return {"dataset": dataset.name, "database": _where(lib),
             "run": found_run.name if found_run else None, "samples": len(dataset), "added": len(new),
             "updated": len(changed), "removed": len(gone), "kept_edits": len(kept), "views": views}
 
@@ -439,7 +446,7 @@ def _write(fo, dataset, rows: dict[int, dict], *, keep: set[int], state: dict[in
 
 def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]:
     """Each saved view: name -> (description, filters.Query) or a list of image ids (in order)."""
-    from curator.filters import Query
+    from curator.filters import Query, find
 
     views: dict[str, tuple[str, object]] = {}
     if run is not None:
@@ -451,12 +458,14 @@ def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]
                                         Query(run=r, synthetic_dependent=True))
         views["unknown"] = (f"curator find --run {r} --unknown", Query(run=r, unknown=True))
         views["lowest"] = (f"curator find --run {r} --lowest {LOWEST}", Query(run=r, lowest=LOWEST))
-        with lib.session() as s:
-            predicted = s.scalars(select(Prediction.predicted).where(
-                Prediction.run_id == run.id, Prediction.confidence <= LOW_CONFIDENCE).distinct()).all()
-        for cls in sorted(p for p in predicted if p):
+        # One look-alike view per predicted class: the rows of `find --class C --max-confidence`,
+        # taken from a single query (same rows, same order: least sure first).
+        by_class = defaultdict(list)
+        for row in find(lib, Query(run=r, max_confidence=LOW_CONFIDENCE))["rows"]:
+            by_class[row["predicted"]].append(row["image_id"])
+        for cls in sorted(by_class):
             views[f"look-alike-{cls}"] = (f"curator find --run {r} --class {cls} --max-confidence {LOW_CONFIDENCE}",
-                                          Query(run=r, predicted=cls, max_confidence=LOW_CONFIDENCE))
+                                          by_class[cls])
         suspects = _suspects(lib, run)
         if suspects:
             ordered = sorted(suspects.values(), key=lambda x: (x["score"], x["image_id"]))
@@ -464,7 +473,7 @@ def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]
     with lib.session() as s:
         from curator.dedup import label_conflicts
 
-        views["label-conflicts"] = ("curator conflicts",
+        views["label-conflicts"] = ("curator duplicates --conflicts",
                                     [m["id"] for g in label_conflicts(s) for m in g["members"]])
         for tag in s.scalars(select(ImageTag.tag).distinct().order_by(ImageTag.tag)):
             views[f"tag-{tag}"] = (f"curator find --tagged {tag}", list(s.scalars(
@@ -482,23 +491,30 @@ def view_ids(lib: Library, spec) -> list[int]:
 
 
 def save_views(lib: Library, dataset, run: Run | None) -> dict[str, int]:
-    """(Re)save every view; views of curator's that no longer apply are deleted. Returns sizes."""
+    """(Re)save every view whose rows changed; curator's views that no longer apply are deleted.
+
+    Returns each view's size.
+    """
     from fiftyone.core.utils import to_slug
 
     sample_ids = dict(zip(*dataset.values(["curator_id", "id"])))
-    sizes, slugs = {}, set()
+    saved = set(dataset.list_saved_views())
+    before = dataset.info.get("views", {})
+    sizes, slugs, sigs = {}, set(), {}
     for name, (description, spec) in view_queries(lib, run).items():
-        slug = to_slug(name)
-        if slug in slugs:  # class names that differ only in case or punctuation
+        if to_slug(name) in slugs:  # class names that differ only in case or punctuation
             name = f"{name}-{len(slugs)}"
         slugs.add(to_slug(name))
         ids = [sample_ids[i] for i in view_ids(lib, spec) if i in sample_ids]
-        dataset.save_view(name, dataset.select(ids, ordered=True), description=description, overwrite=True)
+        sigs[name] = hashlib.sha1(json.dumps([description, ids]).encode()).hexdigest()[:16]
+        if name not in saved or before.get(name) != sigs[name]:
+            dataset.save_view(name, dataset.select(ids, ordered=True), description=description, overwrite=True)
         sizes[name] = len(ids)
-    for name in dataset.list_saved_views():
-        info = dataset.get_saved_view_info(name)
-        if name not in sizes and (info.get("description") or "").startswith("curator "):
+    for name in saved - set(sizes):
+        if (dataset.get_saved_view_info(name).get("description") or "").startswith("curator "):
             dataset.delete_saved_view(name)
+    dataset.info = {**dataset.info, "views": sigs}
+    dataset.save()
     return sizes
 
 

@@ -40,7 +40,9 @@ def missing() -> str | None:
     return None
 
 
-requires_browser = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+# .ci/run sets CURATOR_REQUIRE_BROWSER=1: there a missing browser fails the tests, never skips them.
+requires_browser = pytest.mark.skipif(missing() is not None and os.environ.get("CURATOR_REQUIRE_BROWSER") != "1",
+                                      reason=missing() or "")
 
 
 def free_port() -> int:
@@ -76,9 +78,10 @@ def app_server(dataset, view=None, *, port: int | None = None, timeout_s: float 
     import fiftyone as fo
     import fiftyone.core.odm.database as fod
 
-    # The server process finds the database through this variable; without it (or with a stale
-    # value inherited from a parent) it starts or joins *any* FiftyOne database of this user.
-    os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(fod.get_db_client().address[1])
+    if fo.config.database_uri is None:
+        # The server process finds the database through this variable; without it (or with a
+        # stale value from a parent) it starts or joins *any* FiftyOne database of this user.
+        os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(fod.get_db_client().address[1])
     port = port or free_port()
     session = fo.launch_app(dataset, view=view, port=port, address="127.0.0.1", remote=True, auto=False)
     procs = _server_processes(port)
@@ -118,32 +121,46 @@ def chromium_page(viewport: dict = VIEWPORT):
 class Shown:
     """What the app's grid shows once rendered."""
 
-    count: int  # "N samples" above the grid (the whole view, not just the rendered tiles)
+    count: int  # the N of "N samples" above the grid: the whole view, not just the rendered tiles
+    text: str  # that line as shown: "5 samples", "3 of 12 samples" (filtered in the sidebar)
     view: str | None  # the saved view's name in the view selector, None for the whole dataset
     tiles: int  # rendered sample tiles: the grid is virtualised, so at most a screenful
     labels: list[str]  # each rendered tile's label tags as "field: label", in grid order
 
 
-_SHOWN = """view => {
-  const count = document.querySelector('[data-cy=entry-count-all]');
-  const chosen = document.querySelector('[data-cy=saved-views-selection] p');
+_STATE = """() => {
+  const text = sel => document.querySelector(sel)?.textContent.trim() ?? null;
   const tiles = [...document.querySelectorAll('[data-cy=fo-grid] [data-cy=looker]')];
-  const loaded = tiles.filter(t => t.querySelector('canvas[canvas-loaded=true]')).length;
-  const name = chosen ? chosen.textContent.trim() : null;
-  if (!count || (view && name !== view)) return null;
-  const n = parseInt(count.textContent.replace(/[^0-9]/g, ''), 10);
-  if (n > 0 && (tiles.length === 0 || loaded < tiles.length)) return null;
-  return {count: n, view: name || null, tiles: tiles.length,
+  // the count's span: entry-count-all ("5") or entry-count-part ("5", "3 of 12"); none while loading
+  return {count: text('[data-cy=entry-counts] [data-cy^=entry-count-]'), text: text('[data-cy=entry-counts]'),
+          view: text('[data-cy=saved-views-selection] p'),
+          tiles: tiles.length, loaded: tiles.filter(t => t.querySelector('canvas[canvas-loaded=true]')).length,
           labels: tiles.flatMap(t => [...t.querySelectorAll('[data-cy^=tag-]')].map(e => e.title))};
 }"""
 
 
+def _state(page) -> dict:
+    """The page's grid as it is now (any field may still be missing)."""
+    return page.evaluate(_STATE)
+
+
 def open_view(page, port: int, dataset: str, view: str | None = None, timeout_s: float = 60) -> Shown:
-    """Open ``/datasets/DATASET?view=SLUG`` and wait until the count is shown, the saved view is
-    selected and every rendered tile's image has been drawn."""
+    """Open ``/datasets/DATASET?view=SLUG`` and wait until the count is shown, the saved view
+    (if any) is selected and every rendered tile's image has been drawn."""
     from fiftyone.core.utils import to_slug
+    from playwright.sync_api import TimeoutError
 
     url = f"http://127.0.0.1:{port}/datasets/{to_slug(dataset)}" + (f"?view={to_slug(view)}" if view else "")
     page.goto(url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
-    found = page.wait_for_function(_SHOWN, arg=view, timeout=timeout_s * 1000, polling=100)
-    return Shown(**found.json_value())
+    ready = f"""view => {{
+      const s = ({_STATE})();
+      if (s.count === null || (view && s.view !== view)) return null;
+      return (/^0( |$)/.test(s.count) || (s.tiles > 0 && s.loaded === s.tiles)) ? s : null;
+    }}"""
+    try:
+        s = page.wait_for_function(ready, arg=view, timeout=timeout_s * 1000, polling=100).json_value()
+    except TimeoutError:
+        raise AssertionError(f"{url} not rendered in {timeout_s:g} s; the page shows {_state(page)}") from None
+    chosen = None if s["view"] in (None, "Unsaved view") else s["view"]  # the selector's placeholder
+    count = int(s["count"].split(" of ")[0].replace(",", ""))
+    return Shown(count=count, text=" ".join(s["text"].split()), view=chosen, tiles=s["tiles"], labels=s["labels"])

@@ -231,3 +231,35 @@ def test_cli_browse_and_pull(known, cli):
 
 def test_pull_before_browse_is_a_clear_error(library, cli):
     assert error(cli("pull")) == "Error: no FiftyOne dataset for this library yet: run `curator browse` first"
+
+
+def test_an_external_database_uri_is_used_as_is(known, tmp_path):
+    """FIFTYONE_DATABASE_URI (a MongoDB server of the team's) replaces the embedded database."""
+    import os
+    import subprocess
+    import sys
+
+    import pymongo
+    from fiftyone.core.service import DatabaseService
+
+    from browser import free_port
+
+    port = free_port()
+    (tmp_path / "mongo").mkdir()
+    mongod = subprocess.Popen([DatabaseService.find_mongod(), "--dbpath", str(tmp_path / "mongo"), "--port", str(port),
+                               "--bind_ip", "127.0.0.1", "--nounixsocket"], stdout=subprocess.DEVNULL)
+    try:
+        uri = f"mongodb://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIFTYONE_PRIVATE")}
+        env.update(FIFTYONE_DATABASE_URI=uri, CURATOR_DB=known.url.removeprefix("sqlite:///"))
+        run = subprocess.run([sys.executable, "-m", "curator", "browse", "--no-launch", "--json"], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        out = json.loads(run.stdout)
+        assert (out["database"], out["samples"]) == (uri, 18)
+        client = pymongo.MongoClient(uri)
+        assert client["fiftyone"]["datasets"].find_one({"name": "curator"}) is not None
+        assert not (known.folder / "fiftyone").exists()  # nothing embedded was started
+    finally:
+        mongod.terminate()
+        mongod.wait(timeout=60)

@@ -1,0 +1,80 @@
+"""The FiftyOne app in a real browser: the server on loopback, Debian's headless Chromium
+(through Playwright's client) opens a saved view of a library's dataset. Screenshots are kept
+in test-artifacts/ (git-ignored) for a person to look at."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from browser import app_server, chromium_page, open_view, requires_browser
+from curator import fiftyone_sync as fs
+
+pytestmark = requires_browser
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def keep(path: Path) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(path, ARTIFACTS / path.name)
+
+
+def test_the_low_confidence_view_shows_its_samples(known, tmp_path):
+    fs.sync(known)
+    dataset = fs.open_dataset(known, create=False)
+    expected = dataset.load_saved_view("low-confidence")
+    labels = sorted(f"predictions: {label}" for label in expected.values("predictions.label"))
+    assert len(expected) == 3
+    with app_server(dataset) as session, chromium_page() as page:
+        shown = open_view(page, session.server_port, dataset.name, "low-confidence")
+        page.screenshot(path=tmp_path / "low-confidence.png")
+        keep(tmp_path / "low-confidence.png")
+        assert (shown.count, shown.view, shown.tiles) == (3, "low-confidence", 3)
+        assert sorted(label for label in shown.labels if label.startswith("predictions: ")) == labels
+        session.view = None  # the whole dataset: every active image
+        whole = open_view(page, session.server_port, dataset.name)
+        assert (whole.count, whole.view) == (18, None)
+
+
+def test_curator_browse_serves_the_view_until_ctrl_c(known, db_path, tmp_path):
+    """The real command in its own process: it joins this library's database (started here),
+    serves the app, and stops cleanly on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from browser import free_port
+
+    fs.sync(known)
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CURATOR_DB": str(db_path)}
+    env.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "curator", "browse", "--remote", "--port", str(port),
+                             "--view", "look-alike-kangaroo"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "The FiftyOne app is serving" in line:
+                break
+        url = f"http://127.0.0.1:{port}/datasets/curator?view=look-alike-kangaroo"
+        assert lines and lines[-1].strip() == f"The FiftyOne app is serving {url}", "".join(lines)
+        with chromium_page() as page:
+            shown = open_view(page, port, "curator", "look-alike-kangaroo")
+            page.screenshot(path=tmp_path / "look-alike-kangaroo.png")
+            keep(tmp_path / "look-alike-kangaroo.png")
+        assert (shown.count, shown.view) == (2, "look-alike-kangaroo")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not [p for p in alive if "server" in " ".join(p.cmdline())]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
