@@ -404,3 +404,46 @@ class ImageTag(Base):
     tag: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(30), default="cli")
+
+
+class Threshold(Base):
+    """A run's confidence threshold for one class: below it, serving answers "not sure"."""
+
+    __tablename__ = "thresholds"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    target_precision: Mapped[float] = mapped_column(Float)
+    precision: Mapped[float | None] = mapped_column(Float)  # on the data it was chosen from
+    recall: Mapped[float | None] = mapped_column(Float)
+    support: Mapped[int] = mapped_column(Integer, default=0)  # images predicted as the class
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Transaction(Base):
+    """One request to the prediction service, answered or refused, and its review if any."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    client: Mapped[str | None] = mapped_column(String(200))  # the caller's tag
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    stored_path: Mapped[str | None] = mapped_column(Text)  # the image, when serving keeps them
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status returned
+    error: Mapped[str | None] = mapped_column(Text)
+    predicted: Mapped[str | None] = mapped_column(String(200))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    top_k: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[class, confidence], ...]
+    threshold: Mapped[float | None] = mapped_column(Float)
+    sure: Mapped[bool | None] = mapped_column()  # top confidence cleared the class's threshold
+    latency_ms: Mapped[float | None] = mapped_column(Float)  # from request to answer
+    model_ms: Mapped[float | None] = mapped_column(Float)  # of which the forward pass
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    correct: Mapped[bool | None] = mapped_column()
+    true_label: Mapped[str | None] = mapped_column(String(200))  # the right class, after review
+    reviewer: Mapped[str | None] = mapped_column(String(100))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))  # once imported

@@ -1,0 +1,205 @@
+"""The prediction service: a run's model over HTTP, every request a transaction in the library.
+
+``create_app(lib, run)`` builds a FastAPI app:
+
+- ``POST /predict`` (multipart ``file``, optional ``client`` tag): the top-k classes and
+  confidences, and whether the top confidence clears the class's threshold (``curator
+  thresholds``); below it the answer is "not sure". Bad input (not an image, truncated, too
+  large, wrong content type) gets a 4xx with a one-line ``detail``, and is logged too.
+- ``POST /feedback`` (JSON ``{"transaction": ID, "correct": true}`` or ``{"transaction": ID,
+  "label": "CLASS"}``): a manual review of an answer.
+- ``GET /health``: the run being served.
+
+The model answers one request at a time (a lock around the forward pass); the web server's
+thread pool reads uploads and writes transactions meanwhile.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
+import hashlib
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from curator import transactions
+from curator.errors import CuratorError
+from curator.library import Library
+from curator.library.models import Transaction
+
+NOT_SURE = "not sure"
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff",
+               "application/octet-stream")
+
+
+class BadImage(CuratorError):
+    """An upload that cannot be answered; ``status`` is the HTTP status to return."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Answer:
+    transaction: int
+    run: str
+    answer: str  # the class, or "not sure"
+    predicted: str
+    confidence: float
+    threshold: float
+    sure: bool
+    top_k: list[dict]
+    latency_ms: float
+    model_ms: float
+
+
+class Feedback(BaseModel):
+    """The body of ``POST /feedback``."""
+
+    transaction: int
+    correct: bool | None = None
+    label: str | None = None
+    reviewer: str | None = None
+
+
+class Predictor:
+    """A run's model, classes and thresholds, answering one image at a time."""
+
+    def __init__(self, lib: Library, ref: str = "production", *, top_k: int = 5, device: str = "auto") -> None:
+        from curator import predict, thresholds
+        from curator.train import pick_device
+
+        self.lib = lib
+        self.model, ckpt, self.run_id = predict.load_model(lib, ref, pick_device(device))
+        self.model.eval()
+        self.data_config, self.classes = ckpt["data_config"], ckpt["classes"]
+        self.size = self.data_config["input_size"][-1]
+        self.top_k = min(top_k, len(self.classes))
+        self.thresholds = thresholds.load(lib, self.run_id)
+        from curator.runs import find_run
+
+        with lib.session() as s:
+            self.run = find_run(s, str(self.run_id)).name
+        self._lock = threading.Lock()
+
+    def threshold(self, cls: str) -> float:
+        """The class's threshold; the pooled one, else 0 (always sure) when none were computed."""
+        from curator.thresholds import POOLED
+
+        return self.thresholds.get(cls, self.thresholds.get(POOLED, 0.0))
+
+    def pixels(self, data: bytes):
+        """Decoded, resized pixels ``(1, 3, S, S)`` uint8; BadImage (400) if they cannot be."""
+        import torch
+        from PIL import Image as PILImage
+
+        from curator.data import load_pixels
+
+        try:
+            array = load_pixels(io.BytesIO(data), self.size)
+        except PILImage.DecompressionBombError:
+            raise BadImage(413, "image too large to decode (decompression bomb guard)") from None
+        except Exception as e:  # noqa: BLE001  PIL raises many kinds for a bad file
+            raise BadImage(400, f"not a readable image: {type(e).__name__}: {e}".splitlines()[0]) from None
+        return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+    def answer(self, pixels) -> tuple[list[tuple[str, float]], float]:
+        """Top-k ``[(class, confidence), ...]`` and the forward pass's milliseconds."""
+        from curator.predict import forward
+
+        with self._lock:
+            started = time.perf_counter()
+            probs, _ = forward(self.model, pixels, self.data_config)
+            model_ms = (time.perf_counter() - started) * 1000
+        conf, idx = probs[0].topk(self.top_k)
+        return [(self.classes[i], round(float(c), 6)) for c, i in zip(conf.tolist(), idx.tolist())], model_ms
+
+
+def create_app(lib: Library, ref: str = "production", *, top_k: int = 5, store: str | Path | None = None,
+               max_bytes: int = 20 * 2**20, device: str = "auto"):
+    """The FastAPI app serving run ``ref`` (``store``: a folder that keeps every uploaded image)."""
+    predictor = Predictor(lib, ref, top_k=top_k, device=device)
+    store = Path(store) if store else None
+    app = FastAPI(title="curator", description=f"Predictions of run {predictor.run}")
+
+    def log(started: float, **fields) -> int:
+        fields.setdefault("run_id", predictor.run_id)
+        fields["latency_ms"] = (time.perf_counter() - started) * 1000
+        return transactions.record(lib, **fields)
+
+    @app.exception_handler(BadImage)
+    def bad_image(request: Request, exc: BadImage):
+        return JSONResponse(status_code=exc.status, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    def malformed(request: Request, exc: RequestValidationError):
+        """A request without its file or with a malformed body: one line, and logged."""
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+        if request.url.path == "/predict":
+            log(time.perf_counter(), status=422, error=message)
+        return JSONResponse(status_code=422, content={"detail": message})
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"run": predictor.run, "classes": len(predictor.classes), "thresholds": bool(predictor.thresholds)}
+
+    @app.post("/predict")
+    def predict(file: UploadFile = File(...), client: str | None = Form(None)) -> dict:
+        started = time.perf_counter()
+        data = file.file.read(max_bytes + 1)
+        common = {"client": client, "bytes": len(data)}
+        try:
+            if file.content_type and file.content_type.split(";")[0].strip() not in IMAGE_TYPES:
+                raise BadImage(415, f"content type {file.content_type} is not an image type")
+            if len(data) > max_bytes:
+                raise BadImage(413, f"image larger than {max_bytes // 2**20} MiB")
+            if not data:
+                raise BadImage(400, "empty upload")
+            sha = hashlib.sha256(data).hexdigest()
+            common["sha256"] = sha
+            pixels = predictor.pixels(data)
+        except BadImage as e:
+            log(started, status=e.status, error=str(e), **common)
+            raise
+        top, model_ms = predictor.answer(pixels)
+        stored = transactions.keep(store, sha, data, file.filename) if store else None
+        predicted, confidence = top[0]
+        threshold = predictor.threshold(predicted)
+        sure = confidence >= threshold
+        tid = log(started, status=200, stored_path=stored, predicted=predicted, confidence=confidence,
+                  top_k=json.dumps(top), threshold=threshold, sure=sure, model_ms=model_ms, **common)
+        return Answer(transaction=tid, run=predictor.run, answer=predicted if sure else NOT_SURE,
+                      predicted=predicted, confidence=confidence, threshold=threshold, sure=sure,
+                      top_k=[{"class": c, "confidence": p} for c, p in top],
+                      latency_ms=round((time.perf_counter() - started) * 1000, 3), model_ms=round(model_ms, 3)).__dict__
+
+    @app.post("/feedback")
+    def feedback(body: Feedback) -> dict:
+        try:
+            return transactions.feedback(lib, body.transaction, correct=body.correct, label=body.label,
+                                         reviewer=body.reviewer)
+        except CuratorError as e:
+            status = 404 if "no transaction" in str(e) else 422
+            raise HTTPException(status_code=status, detail=str(e)) from None
+
+    app.state.predictor = predictor
+    return app
+
+
+def serve(lib: Library, ref: str = "production", *, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
+    """Run the service until Ctrl-C."""
+    import uvicorn
+
+    uvicorn.run(create_app(lib, ref, **options), host=host, port=port, log_level="warning")
+
+
+__all__ = ["create_app", "serve", "Predictor", "BadImage", "NOT_SURE", "Transaction"]
