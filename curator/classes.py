@@ -47,6 +47,8 @@ def validate_name(name: str, what: str = "class") -> str:
     name = name.strip()
     if not name:
         raise InvalidInput(f"a {what} name cannot be empty")
+    if len(name) > 200:  # the column's size: SQLite would store more, PostgreSQL refuses it
+        raise InvalidInput(f"a {what} name has at most 200 characters, not {len(name)}")
     if "/" in name:
         raise InvalidInput(f"{what} name '{name}' contains '/': write labels as CLASS/SUBCLASS")
     if name.lower() in RESERVED:

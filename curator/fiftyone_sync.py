@@ -563,7 +563,8 @@ def pull(lib: Library, *, resolve: str | None = None, create: bool = False, on_p
             edited = app != st["synced_label"]
             if not (edited or plain or any(t.startswith(ACTION_TAGS) or t in FLAG_TAGS for t in tags)):
                 continue
-            image = s.get(Image, cid)
+            # Locked (PostgreSQL) before comparing: a label changed meanwhile is a conflict, not lost.
+            image = s.get(Image, cid, with_for_update={"key_share": True}, populate_existing=True)
             if image is None or image.status != ACTIVE:
                 continue  # gone from the library: the refresh removes the sample
             settled.add(cid)

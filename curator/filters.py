@@ -211,7 +211,11 @@ def act(lib: Library, result: dict, action: str, value: str | None = None, *, cr
     detail = f"curator find, run {result['run']}"
     rows = result["rows"]
     with lib.session() as s:
-        images = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_([r["image_id"] for r in rows])))}
+        # Lock every row up front, in id order (PostgreSQL; SQLite ignores it): the accepts
+        # below change one image per call, and locking as they go could deadlock two sessions.
+        images = {im.id: im for im in s.scalars(
+            select(Image).where(Image.id.in_([r["image_id"] for r in rows])).order_by(Image.id)
+            .with_for_update(key_share=True))}
         if action == "accept":
             changes = [labels.accept(s, [images[r["image_id"]]], r["predicted"],
                                      detail=f"{detail}, confidence {r['confidence']:.3f}") for r in rows]

@@ -1,12 +1,16 @@
 """Changing what the library says about images: labels, unknown, reject/restore, flags, notes,
 and renaming or merging classes. Every change appends a history row; nothing is overwritten
 silently, and an image already carrying the requested value is left alone (no row).
+
+Each change first locks the rows of the images it changes (see `lock`), so two sessions
+labelling the same images at once on PostgreSQL take turns and lose no update.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curator import history
@@ -29,6 +33,28 @@ from curator.library.models import (
     LabelClass,
     Subclass,
 )
+
+
+LOCK_CHUNK = 10_000  # ids per locking query (drivers cap the parameters of one statement)
+
+
+def lock(session: Session, images: list[Image]) -> None:
+    """Lock the rows of ``images`` until the transaction ends and reload them, where the
+    database has row locks (PostgreSQL: ``SELECT ... FOR NO KEY UPDATE``).
+
+    A second session changing the same images waits for the first to commit, then sees its
+    changes: no update is lost and history's old values are the ones replaced. Rows are locked
+    in id order, so two sessions cannot deadlock on them. SQLite has no row locks (a writer
+    locks the whole file); there this does nothing.
+    """
+    if not images or session.get_bind().dialect.name == "sqlite":
+        return
+    ids = sorted({image.id for image in images})
+    for start in range(0, len(ids), LOCK_CHUNK):
+        session.scalars(
+            select(Image).where(Image.id.in_(ids[start:start + LOCK_CHUNK])).order_by(Image.id)
+            .with_for_update(key_share=True).execution_options(populate_existing=True)
+        ).all()
 
 
 @dataclass
@@ -73,6 +99,7 @@ def _set_label(session, images, spec: LabelSpec, action, *, create, source, deta
     except ClassNotFound as e:  # only here can --create help
         hint = f"add it with `curator classes add {spec}` or pass --create"
         raise ClassNotFound(f"{e}; {hint}") from None
+    lock(session, images)
     change = Change(action)
     for image in images:
         change.add(image, apply_label(session, image, spec.state, cls, sub, action=action,
@@ -88,6 +115,7 @@ def label(session: Session, images: list[Image], label: str, *, create: bool = F
         InvalidInput: an image already has a different class: that is a relabel.
     """
     spec = parse_label(label)
+    lock(session, images)
     for image in images:
         if image.label_state == LABELLED and image.label != str(spec):
             raise InvalidInput(
@@ -112,12 +140,11 @@ def accept(session: Session, images: list[Image], label: str, *, source: str = "
 
 def tag(session: Session, images: list[Image], name: str, *, source: str = "cli", detail: str | None = None) -> Change:
     """Add tag ``name`` (a saved selection) to images that do not have it yet."""
-    from sqlalchemy import select
-
     from curator.library.models import ImageTag
 
     if not name.strip() or len(name) > 200:
         raise InvalidInput(f"a tag needs 1 to 200 characters, not {len(name.strip())}")
+    lock(session, images)
     have = set(session.scalars(select(ImageTag.image_id).where(ImageTag.tag == name)))
     change = Change("tag")
     for image in images:
@@ -141,6 +168,7 @@ def reject(session: Session, images: list[Image], reason: str = "rejected by use
     """Reject images (bad quality, not a subject...): kept with the reason, used for nothing."""
     if not reason.strip():
         raise InvalidInput("give a reason for the rejection with --reason")
+    lock(session, images)
     change = Change("reject")
     for image in images:
         # An unreadable file keeps the reason it was rejected for at import.
@@ -160,6 +188,7 @@ def restore(session: Session, images: list[Image], *, source: str = "cli") -> Ch
     Raises:
         InvalidInput: an image was never readable (corrupt, truncated...): nothing to restore.
     """
+    lock(session, images)
     for image in images:
         if image.status == REJECTED and image.width is None:
             raise InvalidInput(
@@ -191,6 +220,7 @@ def set_flags(session: Session, images: list[Image], *, source: str = "cli",
     wanted = {k: v for k, v in flags.items() if v is not None}
     if not wanted:
         raise InvalidInput("name a flag to set: --staged/--no-staged, --synthetic/--no-synthetic, --benchmark/--no-benchmark")
+    lock(session, images)
     for image in images:
         after = {name: wanted.get(name, getattr(image, name)) for name in ("staged", "synthetic")}
         if all(after.values()):
@@ -214,6 +244,7 @@ def set_flags(session: Session, images: list[Image], *, source: str = "cli",
 def set_note(session: Session, image: Image, note: str | None, *, source: str = "cli") -> Change:
     """Replace an image's free-text note (empty clears it)."""
     note = (note or "").strip() or None
+    lock(session, [image])
     change = Change("note")
     if image.note != note:
         history.record(session, image, "note", "note", image.note, note, source=source)
@@ -245,6 +276,7 @@ def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Chan
         what = f"{cls.name}/{new}" if sub else new
         raise InvalidInput(f"'{what}' already exists: use `curator classes merge {old} {what}`")
     images = images_under(session, spec)
+    lock(session, images)
     before = {im.id: im.label for im in images}
     target.name = new
     change = Change("rename")
@@ -271,8 +303,10 @@ def merge(session: Session, src: str, dst: str, *, source: str = "cli") -> Chang
     if s.sub is None and d.sub is None:
         for sub in src_cls.subclasses:  # keep every sub-class, even one with no images yet
             get_subclass(session, dst_cls, sub.name, create=True)
+    images = images_under(session, s)
+    lock(session, images)
     change = Change("merge")
-    for image in images_under(session, s):
+    for image in images:
         sub = dst_sub
         if s.sub is None and d.sub is None and image.subclass is not None:
             sub = get_subclass(session, dst_cls, image.subclass.name, create=True)

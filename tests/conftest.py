@@ -50,6 +50,25 @@ def cli(db_path, monkeypatch):
     return invoke
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL server for the whole session (tests/postgres.py); skips where
+    PostgreSQL is not installed, fails there when CURATOR_REQUIRE_POSTGRES=1."""
+    import postgres
+
+    reason = postgres.missing()
+    if reason is not None:
+        (pytest.fail if postgres.required() else pytest.skip)(reason)
+    with postgres.cluster() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on `pg_server`: its ``postgresql+psycopg://`` URL."""
+    return pg_server.create_database()
+
+
 def write_image(path: Path, size=(48, 40), seed: int = 0, fmt: str | None = None, **save) -> Path:
     """A real, distinct image: random coloured blocks, so pHashes differ between seeds."""
     rng = random.Random(seed)

@@ -35,7 +35,9 @@ def upgrade() -> None:
     sa.Column('canonical_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['canonical_id'], ['images.id'], name=op.f('fk_duplicate_groups_canonical_id_images'), ondelete='SET NULL', use_alter=True),
+    # images exists already, so the key is made inline: with use_alter=True (as in the model,
+    # for create_all's sake) a database with ALTER, such as PostgreSQL, would leave it out.
+    sa.ForeignKeyConstraint(['canonical_id'], ['images.id'], name=op.f('fk_duplicate_groups_canonical_id_images'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_duplicate_groups'))
     )
     op.create_table('split_builds',

@@ -1,0 +1,174 @@
+"""``curator serve`` throughput and latency against the model's raw forward time.
+
+The model is benchmarks/bulk_identify.py's resnet18 at 128 px (trained once, cached under
+benchmarks/out/bulk-model). Two images: a 64 px PNG from sample_data and a 640x480 JPEG.
+
+  raw        in a fresh process, the same model's forward pass on one pre-decoded image
+             (batch 1, inference mode): p50 over 300 calls
+  serve      `curator serve` in its own process (uvicorn, every request logged to the library),
+             1 and 8 concurrent clients (threads, keep-alive HTTP sessions) posting the image;
+             requests/s and the p50/p99 latency each client sees
+
+Server overhead at p50 = (p50 with 1 client - raw p50) / raw p50 (target: under 20%); it
+includes the upload, decoding and resizing the image, and writing the transaction.
+
+Usage:
+    .venv/bin/python benchmarks/serve.py                 # ~3 minutes
+    .venv/bin/python benchmarks/serve.py --requests 100 --json benchmarks/out/serve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import bulk_identify  # noqa: E402  the cached model library
+
+RESULT_TAG = "RESULT "
+
+
+def images() -> dict[str, bytes]:
+    from PIL import Image
+
+    png = sorted((ROOT / "sample_data" / "pool").glob("*.png"))[0].read_bytes()
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).resize((640, 480))
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG", quality=90)
+    return {"png 64px": png, "jpeg 640x480": buf.getvalue()}
+
+
+def raw_child(kind: str) -> dict:
+    """p50 of the forward pass alone on one decoded image (what serving cannot avoid)."""
+    import torch
+
+    from curator import checkpoints
+    from curator.data import load_pixels, normalise
+
+    ckpt = checkpoints.load(bulk_identify.MODEL_LIB / "runs" / "bench" / "best.pt")
+    model = checkpoints.build_model(ckpt).eval()
+    dc = ckpt["data_config"]
+    x = torch.from_numpy(load_pixels(io.BytesIO(images()[kind]), 128)).permute(2, 0, 1).unsqueeze(0)
+    times = []
+    with torch.inference_mode():
+        for i in range(330):
+            t0 = time.perf_counter()
+            model(normalise(x, dc["mean"], dc["std"]))
+            if i >= 30:
+                times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": float(np.median(times)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def load(url: str, data: bytes, name: str, clients: int, per_client: int) -> dict:
+    import requests
+
+    latencies: list[float] = []
+    errors = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        with requests.Session() as s:
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                r = s.post(f"{url}/predict", files={"file": (name, data)}, data={"client": f"bench-{k}"})
+                ms = (time.perf_counter() - t0) * 1000
+                with lock:
+                    (latencies if r.status_code == 200 else errors).append(ms)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "rps": len(latencies) / seconds,
+            "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99))}
+
+
+def start_server(scratch: Path, port: int) -> subprocess.Popen:
+    import requests
+
+    shutil.copytree(bulk_identify.MODEL_LIB, scratch / "lib")
+    env = {**os.environ, "CURATOR_DB": str(scratch / "lib" / "curator.sqlite")}
+    proc = subprocess.Popen([sys.executable, "-m", "curator", "serve", "--run", "bench", "--port", str(port),
+                             "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            if proc.poll() is not None:
+                sys.exit(f"curator serve failed:\n{proc.stderr.read()}")
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit("curator serve did not start in 120 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=200, help="requests per measurement (split over the clients)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        print(RESULT_TAG + json.dumps(raw_child(args.child)), flush=True)
+        return
+    subprocess.run([sys.executable, str(HERE / "bulk_identify.py"), "--child", "model", "-", "-"], check=True,
+                   capture_output=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="serve-", dir=bulk_identify.OUT) as scratch:
+        from socket import socket
+
+        with socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        for kind, data in images().items():
+            out = subprocess.run([sys.executable, __file__, "--child", kind], capture_output=True, text=True, check=True)
+            raw = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith(RESULT_TAG))[len(RESULT_TAG):])
+            print(f"{kind:13s} raw forward   p50 {raw['p50_ms']:6.1f} ms  p99 {raw['p99_ms']:6.1f} ms", flush=True)
+            server = start_server(Path(scratch) / kind.replace(" ", "-"), port)
+            try:
+                load(f"http://127.0.0.1:{port}", data, "x.png" if "png" in kind else "x.jpg", 1, 20)  # warm up
+                for clients in (1, 8):
+                    r = load(f"http://127.0.0.1:{port}", data, "x.png" if "png" in kind else "x.jpg", clients,
+                             max(1, args.requests // clients))
+                    r.update(image=kind, raw_p50_ms=raw["p50_ms"], overhead_p50=(r["p50_ms"] - raw["p50_ms"]) / raw["p50_ms"])
+                    rows.append(r)
+                    print(f"{kind:13s} {clients} client{'s' if clients > 1 else ' '}    p50 {r['p50_ms']:6.1f} ms"
+                          f"  p99 {r['p99_ms']:6.1f} ms  {r['rps']:6.1f} requests/s  overhead at p50"
+                          f" {r['overhead_p50']:+.0%}  ({r['errors']} errors)", flush=True)
+            finally:
+                server.send_signal(signal.SIGINT)
+                server.wait(timeout=30)
+    print()
+    for r in rows:
+        if r["clients"] == 1:
+            ok = r["overhead_p50"] < 0.2
+            print(f"{'PASS' if ok else 'FAIL'}  {r['image']}: server overhead at p50 {r['overhead_p50']:.0%} of the"
+                  f" raw forward {r['raw_p50_ms']:.1f} ms (target < 20%)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+        print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
