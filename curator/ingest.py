@@ -31,7 +31,6 @@ from curator.errors import InvalidInput
 from curator.library import Library
 from curator.library.models import (
     ACTIVE,
-    LABELLED,
     REJECTED,
     UNKNOWN,
     UNLABELLED,

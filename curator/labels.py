@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
 from curator import history
@@ -44,17 +44,22 @@ def lock(session: Session, images: list[Image]) -> None:
 
     A second session changing the same images waits for the first to commit, then sees its
     changes: no update is lost and history's old values are the ones replaced. Rows are locked
-    in id order, so two sessions cannot deadlock on them. SQLite has no row locks (a writer
-    locks the whole file); there this does nothing.
+    in id order, so two sessions cannot deadlock on them. SQLite has no row locks: there a
+    write that changes nothing takes the library's one write lock now, rather than at the
+    first real change, after the images were read (another writer waits for it, up to the
+    busy timeout).
     """
-    if not images or session.get_bind().dialect.name == "sqlite":
+    if not images:
         return
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        session.execute(update(Image).where(false()).values(note=Image.note))
     ids = sorted({image.id for image in images})
     for start in range(0, len(ids), LOCK_CHUNK):
-        session.scalars(
-            select(Image).where(Image.id.in_(ids[start:start + LOCK_CHUNK])).order_by(Image.id)
-            .with_for_update(key_share=True).execution_options(populate_existing=True)
-        ).all()
+        chunk = select(Image).where(Image.id.in_(ids[start:start + LOCK_CHUNK])).order_by(Image.id)
+        if not sqlite:
+            chunk = chunk.with_for_update(key_share=True)
+        session.scalars(chunk.execution_options(populate_existing=True)).all()
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Shared fixtures: a real migrated SQLite library in tmp_path, real image files, the CLI."""
+"""Shared fixtures: a real migrated library, real image files, the CLI.
+
+The library is an SQLite file in tmp_path, or with CURATOR_TEST_BACKEND=postgresql a fresh
+database on a private PostgreSQL server (tests/postgres.py) whose folder (models, FiftyOne's
+database) is that same tmp_path folder. Tests of SQLite itself are marked ``sqlite_only`` and
+skip there.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,32 @@ from curator.library import init_library, open_library
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
+BACKEND = os.environ.get("CURATOR_TEST_BACKEND", "sqlite")
+if BACKEND not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"CURATOR_TEST_BACKEND={BACKEND!r}: use sqlite or postgresql")
+
+
+def pytest_report_header(config):
+    return f"library backend: {BACKEND} (CURATOR_TEST_BACKEND)"
+
+
+# A test that asks for none of these never opens the test's library: on PostgreSQL it would
+# only repeat its SQLite run, so that run leaves it out.
+LIBRARY_FIXTURES = {"db", "new_db", "trained", "pg_url"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND == "sqlite":
+        return
+    skip = pytest.mark.skip(reason="tests SQLite itself")
+    keep, left_out = [], []
+    for item in items:
+        if "sqlite_only" in item.keywords:
+            item.add_marker(skip)
+        (keep if LIBRARY_FIXTURES & set(getattr(item, "fixturenames", ())) else left_out).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -29,18 +61,41 @@ def db_path(tmp_path) -> Path:
 
 
 @pytest.fixture
-def library(db_path):
+def db(db_path, monkeypatch, request) -> str:
+    """What `--db` names for this test's library: db_path, or a fresh PostgreSQL database whose
+    folder (CURATOR_HOME) is db_path's."""
+    if BACKEND == "sqlite":
+        return str(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("CURATOR_HOME", str(db_path.parent))
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def new_db(tmp_path, request):
+    """More libraries for one test: ``new_db("name")`` is the --db of another empty location
+    (tmp_path/name/curator.sqlite, or another fresh PostgreSQL database)."""
+    def make(name: str) -> str:
+        if BACKEND == "sqlite":
+            return str(tmp_path / name / "curator.sqlite")
+        return request.getfixturevalue("pg_server").create_database()
+
+    return make
+
+
+@pytest.fixture
+def library(db):
     """A migrated, empty library."""
-    init_library(db_path)
-    lib = open_library(db_path)
+    init_library(db)
+    lib = open_library(db)
     yield lib
     lib.close()
 
 
 @pytest.fixture
-def cli(db_path, monkeypatch):
+def cli(db, monkeypatch):
     """Run `curator ...` against the test's library; returns the Result."""
-    monkeypatch.setenv("CURATOR_DB", str(db_path))
+    monkeypatch.setenv("CURATOR_DB", db)
     monkeypatch.setenv("CURATOR_USER", "tester")
     runner = CliRunner()
 
@@ -125,11 +180,11 @@ TINY = dict(model="test_resnet", img_size=32, batch_size=32, workers=0)
 CLI_TINY = ["--model", "test_resnet", "--img-size", "32", "--batch-size", "32", "--workers", "0"]
 
 
-def _sample_library(db: Path):
+def _sample_library(db: str, home: Path):
     from curator import ingest, splits
 
     init_library(db)
-    lib = open_library(db)
+    lib = open_library(db, home=home)
     ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
     ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
     splits.build(lib, min_count=40, name="min40")
@@ -140,12 +195,16 @@ def _sample_library(db: Path):
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, request):
     """A sample library with a 3-epoch parent run on min40 and its warm-started child on real35."""
     from curator import predict, train
 
-    db = tmp_path_factory.mktemp("trained") / "curator.sqlite"
-    lib = _sample_library(db)
+    home = tmp_path_factory.mktemp("trained")
+    if BACKEND == "sqlite":
+        db = str(home / "curator.sqlite")
+    else:
+        db = request.getfixturevalue("pg_server").create_database("trained")
+    lib = _sample_library(db, home)
     train.train(lib, "min40", train.TrainConfig(epochs=3, **TINY), name="parent", throwaway=True)
     predict.score(lib, "parent")
     train.train(lib, "real35", train.TrainConfig(epochs=2, **{**TINY, "model": None}), name="child",
@@ -156,12 +215,18 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture
-def trained_copy(trained, tmp_path):
-    """A private copy of `trained` (checkpoints included), for tests that change it."""
-    src = Path(trained.url.removeprefix("sqlite:///"))
-    db = tmp_path / "copy" / "curator.sqlite"
-    shutil.copytree(src.parent, db.parent)
-    return db
+def trained_copy(trained, tmp_path, db_path, monkeypatch, request) -> str:
+    """A private copy of `trained` (checkpoints included), for tests that change it: its --db.
+    On PostgreSQL its folder is db_path's, the CURATOR_HOME that `db` sets too."""
+    if BACKEND == "sqlite":
+        home = tmp_path / "copy"
+        shutil.copytree(trained.folder, home)
+        return str(home / "curator.sqlite")
+    home = db_path.parent
+    shutil.copytree(trained.folder, home, dirs_exist_ok=True)
+    trained.engine.dispose()  # a template database must have no connections
+    monkeypatch.setenv("CURATOR_HOME", str(home))
+    return request.getfixturevalue("pg_server").create_database(template="trained")
 
 
 # file: (top-1 class, confidence); the run knows antelope, kangaroo, wombat.

@@ -81,14 +81,16 @@ class Server:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """Create an empty database (``test_N`` unless named) and return its SQLAlchemy URL."""
+    def create_database(self, name: str | None = None, template: str | None = None) -> str:
+        """Create a database (``test_N`` unless named; empty, or a copy of ``template``, which
+        must have no open connections) and return its SQLAlchemy URL."""
         import psycopg
 
         name = name or f"test_{next(self._names)}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres",
                              autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
 

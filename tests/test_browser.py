@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 
 from browser import app_server, chromium_page, open_view, requires_browser
 from curator import fiftyone_sync as fs
@@ -38,13 +37,14 @@ def test_the_low_confidence_view_shows_its_samples(known, tmp_path):
         assert (whole.count, whole.view) == (18, None)
 
 
-def test_curator_browse_serves_the_view_until_ctrl_c(known, db_path, tmp_path):
+def test_curator_browse_serves_the_view_until_ctrl_c(known, db, tmp_path):
     """The real command in its own process: it joins this library's database (started here),
     serves the app, and stops cleanly on Ctrl-C."""
     import os
     import signal
     import subprocess
     import sys
+    import threading
 
     import psutil
 
@@ -52,7 +52,7 @@ def test_curator_browse_serves_the_view_until_ctrl_c(known, db_path, tmp_path):
 
     fs.sync(known)
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CURATOR_DB": str(db_path)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CURATOR_DB": db}
     env.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
     proc = subprocess.Popen([sys.executable, "-m", "curator", "browse", "--remote", "--port", str(port),
                              "--view", "look-alike-kangaroo"], env=env, stdout=subprocess.PIPE,
@@ -65,6 +65,8 @@ def test_curator_browse_serves_the_view_until_ctrl_c(known, db_path, tmp_path):
                 break
         url = f"http://127.0.0.1:{port}/datasets/curator?view=look-alike-kangaroo"
         assert lines and lines[-1].strip() == f"The FiftyOne app is serving {url}", "".join(lines)
+        # Keep reading: a full pipe would block the command's next write, and then its exit.
+        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
         with chromium_page() as page:
             shown = open_view(page, port, "curator", "look-alike-kangaroo")
             page.screenshot(path=tmp_path / "look-alike-kangaroo.png")
@@ -72,7 +74,11 @@ def test_curator_browse_serves_the_view_until_ctrl_c(known, db_path, tmp_path):
         assert (shown.count, shown.view) == (2, "look-alike-kangaroo")
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = "still running 60 s after Ctrl-C"
+        assert code == 0, "".join(lines)[-3000:]
         _, alive = psutil.wait_procs(children, timeout=30)
         assert not [p for p in alive if "server" in " ".join(p.cmdline())]
     finally:

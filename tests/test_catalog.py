@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from curator import catalog, history
 from curator.errors import ImageNotFound, InvalidInput
@@ -307,7 +306,7 @@ def test_history_actor_follows_curator_user(zoo, library, monkeypatch):
 # -- stats ------------------------------------------------------------------------------------
 
 
-def test_cli_stats_json(zoo, library, cli, db_path):
+def test_cli_stats_json(zoo, library, cli):
     i = ids(library)
     cli("flag", i["w1.png"], "--staged")
     cli("flag", i["a1.png"], "--synthetic", "--benchmark")
@@ -316,8 +315,8 @@ def test_cli_stats_json(zoo, library, cli, db_path):
     data = as_json(cli("stats", "--json"))
     files = [p for p in zoo.rglob("*") if p.is_file() and p.name != "dup.png"]
     assert data == {
-        "library": f"sqlite:///{db_path}",
-        "folder": str(db_path.parent),
+        "library": library.display,
+        "folder": str(library.folder),
         "schema": schema.head_revision(),
         "images": 8,
         "active": 5,

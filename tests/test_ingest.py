@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -17,10 +16,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from curator import ingest
 from curator.errors import InvalidInput
+from curator.library import make_engine, resolve_url
 from curator.library.models import Image, ImageLocation, ImportBatch, LabelEvent
 
 from conftest import as_json, write_image
@@ -255,13 +256,13 @@ def test_import_json_summary(cli, library, make_tree):
     assert data["added"] == 2 and data["added_by_label"] == {"emu": 1, "unlabelled": 1}
 
 
-def test_pool_of_workers_gives_the_same_result_as_one(tmp_path, make_tree):
+def test_pool_of_workers_gives_the_same_result_as_one(new_db, make_tree):
     from curator.library import init_library, open_library
 
     root = make_tree({f"c{i % 3}/{i}.png": i for i in range(ingest.SERIAL_BELOW + 20)})
     dumps = []
     for workers in (1, 2):
-        path = tmp_path / f"w{workers}" / "c.sqlite"
+        path = new_db(f"w{workers}")
         init_library(path)
         lib = open_library(path)
         ingest.import_paths(lib, [root], labels_from_folders=True, workers=workers, commit_every=16)
@@ -273,24 +274,33 @@ def test_pool_of_workers_gives_the_same_result_as_one(tmp_path, make_tree):
 # -- interrupted imports ---------------------------------------------------------------------
 
 
-def dump(db_path) -> dict:
+def query(db: str, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on the library at ``db``, through a connection of its own."""
+    engine = make_engine(resolve_url(db))
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def dump(db: str) -> dict:
     """Everything an import decides, without batch ids and times."""
-    with sqlite3.connect(db_path) as conn:
-        q = lambda sql: conn.execute(sql).fetchall()  # noqa: E731
-        return {
-            "images": q(
-                "SELECT i.id, sha256, phash, width, height, format, mode, bytes, path, label_state,"
-                " c.name, sc.name, status, reject_reason, staged, synthetic, benchmark"
-                " FROM images i LEFT JOIN classes c ON c.id = i.class_id"
-                " LEFT JOIN subclasses sc ON sc.id = i.subclass_id ORDER BY i.id"
-            ),
-            "locations": q("SELECT path, image_id, folder_label FROM image_locations ORDER BY path"),
-            "history": q(
-                "SELECT image_id, action, field, old_value, new_value, source FROM label_events"
-                " ORDER BY image_id, id"
-            ),
-            "classes": q("SELECT name FROM classes ORDER BY name"),
-        }
+    q = lambda sql: query(db, sql)  # noqa: E731
+    return {
+        "images": q(
+            "SELECT i.id, sha256, phash, width, height, format, mode, bytes, path, label_state,"
+            " c.name, sc.name, status, reject_reason, staged, synthetic, benchmark"
+            " FROM images i LEFT JOIN classes c ON c.id = i.class_id"
+            " LEFT JOIN subclasses sc ON sc.id = i.subclass_id ORDER BY i.id"
+        ),
+        "locations": q("SELECT path, image_id, folder_label FROM image_locations ORDER BY path"),
+        "history": q(
+            "SELECT image_id, action, field, old_value, new_value, source FROM label_events"
+            " ORDER BY image_id, id"
+        ),
+        "classes": q("SELECT name FROM classes ORDER BY name"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -311,17 +321,21 @@ def _start_import(db_path, root) -> subprocess.Popen:
     )
 
 
-def _wait_for_some_images(db_path, proc, at_least=16) -> int:
+def _wait_for_some_images(db, proc, at_least=16) -> int:
+    engine = make_engine(resolve_url(db))
     deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            with sqlite3.connect(db_path) as conn:
-                n = conn.execute("SELECT count(*) FROM images").fetchone()[0]
-        except sqlite3.OperationalError:
-            n = 0
-        if n >= at_least:
-            return n
-        time.sleep(0.005)
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with engine.connect() as conn:
+                    n = conn.execute(text("SELECT count(*) FROM images")).scalar_one()
+            except OperationalError:  # SQLite: locked for a moment
+                n = 0
+            if n >= at_least:
+                return n
+            time.sleep(0.005)
+    finally:
+        engine.dispose()
     raise AssertionError("the import finished or stalled before it could be interrupted")
 
 
@@ -354,10 +368,10 @@ def cli_env():
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGTERM, 130), (signal.SIGINT, 130)],
                          ids=["kill", "term", "ctrl-c"])
-def test_interrupted_import_resumes_to_the_same_library(tmp_path, big_tree, cli_env, sig, code):
+def test_interrupted_import_resumes_to_the_same_library(new_db, big_tree, cli_env, sig, code):
     from curator.library import init_library
 
-    whole, broken = tmp_path / "whole" / "c.sqlite", tmp_path / "broken" / "c.sqlite"
+    whole, broken = new_db("whole"), new_db("broken")
     init_library(whole)
     init_library(broken)
     _imported(whole, big_tree, cli_env)
@@ -370,13 +384,11 @@ def test_interrupted_import_resumes_to_the_same_library(tmp_path, big_tree, cli_
     if code == 130:
         assert "Interrupted: every image recorded so far is kept" in err
         assert "Traceback" not in err
-    with sqlite3.connect(broken) as conn:
-        partial = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    [(partial,)] = query(broken, "SELECT count(*) FROM images")
     assert saved <= partial < 361
 
     resumed = json.loads(_imported(broken, big_tree, cli_env).stdout)
     assert resumed["unchanged"] == partial + (resumed["files"] - 361)  # + the empty file's twin
     assert dump(broken) == dump(whole)
-    with sqlite3.connect(broken) as conn:
-        statuses = [r[0] for r in conn.execute("SELECT status FROM import_batches ORDER BY id")]
+    statuses = [r[0] for r in query(broken, "SELECT status FROM import_batches ORDER BY id")]
     assert statuses == ["interrupted", "done"]

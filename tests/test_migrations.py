@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from curator.errors import LibraryNotFound, SchemaOutOfDate
 from curator.library import init_library, make_engine, open_library, resolve_url, schema
@@ -54,56 +52,58 @@ def test_models_match_migrations(empty_url):
         lib.close()
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_with_foreign_keys(library, db_path):
     with library.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_init_twice_is_an_upgrade_no_op(db_path):
-    first = init_library(db_path)
-    again = init_library(db_path)
+def test_init_twice_is_an_upgrade_no_op(db):
+    first = init_library(db)
+    again = init_library(db)
     assert first.created and not again.created
     assert again.from_revision == again.to_revision == schema.head_revision()
 
 
+@pytest.mark.sqlite_only
 def test_open_missing_library_says_run_init(db_path):
     with pytest.raises(LibraryNotFound, match=r"no library at .*: create one with `curator init`"):
         open_library(db_path)
 
 
-def _set_revision(db_path, revision):
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+def _set_revision(library, revision):
+    with library.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
 
 
-def test_older_schema_asks_for_db_upgrade(library, db_path):
+def test_older_schema_asks_for_db_upgrade(library, db):
     schema.downgrade(library.engine, "0001")
     with pytest.raises(SchemaOutOfDate) as e:
-        open_library(db_path)
+        open_library(db)
     assert str(e.value) == (
         f"library schema is at revision 0001, this curator expects {schema.head_revision()}:"
-        f" back up {resolve_url(db_path)}, then run `curator db upgrade`"
+        f" back up {resolve_url(db)}, then run `curator db upgrade`"
     )
 
 
-def test_db_upgrade_brings_an_old_library_up_to_date_and_keeps_its_images(cli, library, db_path, make_tree):
+def test_db_upgrade_brings_an_old_library_up_to_date_and_keeps_its_images(cli, library, db, make_tree):
     root = make_tree({"emu/a.png": 1, "b.png": 2})
     assert cli("import", root, "--labels-from-folders").exit_code == 0
     schema.downgrade(library.engine, "0001")
     assert cli("stats").exit_code == 1
     r = cli("db", "upgrade")
-    assert r.stdout.startswith(f"Upgraded library {resolve_url(db_path)} from schema 0001 to ")
+    assert r.stdout.startswith(f"Upgraded library {resolve_url(db)} from schema 0001 to ")
     assert as_json(cli("stats", "--json"))["images"] == 2
 
 
-def test_newer_schema_asks_for_newer_curator(library, db_path):
-    _set_revision(db_path, "9999")
+def test_newer_schema_asks_for_newer_curator(library, db):
+    _set_revision(library, "9999")
     with pytest.raises(SchemaOutOfDate, match="newer than this curator knows"):
-        open_library(db_path)
+        open_library(db)
 
 
-def test_cli_reports_old_schema_in_one_line(cli, library, db_path):
+def test_cli_reports_old_schema_in_one_line(cli, library):
     schema.downgrade(library.engine, "0001")
     result = cli("stats")
     assert result.exit_code == 1
@@ -112,7 +112,7 @@ def test_cli_reports_old_schema_in_one_line(cli, library, db_path):
     assert "Traceback" not in result.output
 
 
-def test_cli_init_and_db_commands(cli, db_path):
+def test_cli_init_and_db_commands(cli):
     r = cli("init")
     assert r.exit_code == 0 and "Created library" in r.stdout
     r = cli("init")
@@ -123,7 +123,8 @@ def test_cli_init_and_db_commands(cli, db_path):
     assert r.exit_code == 0 and "is up to date" in r.stdout
 
 
-def test_cli_db_upgrade_without_library(cli, db_path):
+@pytest.mark.sqlite_only
+def test_cli_db_upgrade_without_library(cli):
     r = cli("db", "upgrade")
     assert r.exit_code == 1
     assert r.stderr.startswith("Error: no library at ")

@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import func, select
 
 from conftest import SAMPLE, as_json, error
-from curator import serve, thresholds, transactions
+from curator import serve, thresholds
 from curator.library import open_library
 from curator.library.models import Image, Threshold, Transaction
 

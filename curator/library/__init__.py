@@ -59,13 +59,20 @@ class Library:
 
     url: str
     engine: Engine
+    home: Path | None = None  # the folder, where it is not the SQLite file's (PostgreSQL)
 
     def __post_init__(self) -> None:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def folder(self) -> Path:
-        """The library's own folder: FiftyOne's database and trained models live under it."""
+        """The library's own folder: FiftyOne's database and trained models live under it.
+
+        An SQLite library's is the file's folder; a server library's is ``home`` when given,
+        else ``CURATOR_HOME`` (default ``./db``).
+        """
+        if self.home is not None:
+            return Path(self.home).resolve()
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             return Path(url.database).parent
@@ -120,8 +127,9 @@ def init_library(db: str | os.PathLike | None = None) -> InitResult:
         engine.dispose()
 
 
-def open_library(db: str | os.PathLike | None = None, *, check_schema: bool = True) -> Library:
-    """Open an existing library.
+def open_library(db: str | os.PathLike | None = None, *, check_schema: bool = True,
+                 home: str | os.PathLike | None = None) -> Library:
+    """Open an existing library (``home``: its folder, see `Library.folder`).
 
     Raises:
         LibraryNotFound: nothing is there yet.
@@ -133,7 +141,7 @@ def open_library(db: str | os.PathLike | None = None, *, check_schema: bool = Tr
             f"no library at {make_url(url).database}: create one with `curator init`"
             " (or point --db / CURATOR_DB at an existing one)"
         )
-    lib = Library(url, make_engine(url))
+    lib = Library(url, make_engine(url), Path(home) if home is not None else None)
     if check_schema:
         current, head = schema.current_revision(lib.engine), schema.head_revision()
         if current is None:
