@@ -615,7 +615,7 @@ def launch(lib: Library, view: str | None = None, *, address: str = "127.0.0.1",
            open_browser: bool = True):
     """Start the app server on the library's dataset (at a saved view) and return FiftyOne's session.
 
-    The server runs in a child process until ``session.close()`` or this process ends.
+    The server runs in a child process until `close` (or this process ends).
     """
     import webbrowser
 
@@ -628,3 +628,48 @@ def launch(lib: Library, view: str | None = None, *, address: str = "127.0.0.1",
     if open_browser:
         webbrowser.open(app_url(dataset.name, view, address, port))
     return session
+
+
+def close(session, timeout: float = 15.0) -> None:
+    """Close the app and stop its server.
+
+    FiftyOne waits without a limit for its server process to exit, and a server still holding
+    a connection (a browser tab, the session's own event stream) may not: after ``timeout``
+    seconds the server's processes are killed. They hold no state (the dataset lives in the
+    database, which is left alone).
+    """
+    import threading
+
+    import psutil
+
+    closing = threading.Thread(target=session.close, daemon=True)
+    closing.start()
+    closing.join(timeout)
+    if not closing.is_alive():
+        return
+    servers = [p for p in psutil.Process().children(recursive=True) if _is_app_server(p)]
+    for process in [q for p in servers for q in (p, *_descendants(p))]:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    closing.join(10)
+
+
+def _is_app_server(process) -> bool:
+    import psutil
+
+    try:
+        args = process.cmdline()
+    except psutil.Error:
+        return False
+    return any(a == "--51-service" and b == "server" for a, b in zip(args, args[1:]))
+
+
+def _descendants(process) -> list:
+    import psutil
+
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:
+        return []

@@ -52,7 +52,7 @@ def test_curator_browse_serves_the_view_until_ctrl_c(known, db, tmp_path):
 
     fs.sync(known)
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CURATOR_DB": db}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CURATOR_DB": db, "PYTHONFAULTHANDLER": "1"}
     env.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
     proc = subprocess.Popen([sys.executable, "-m", "curator", "browse", "--remote", "--port", str(port),
                              "--view", "look-alike-kangaroo"], env=env, stdout=subprocess.PIPE,
@@ -76,7 +76,9 @@ def test_curator_browse_serves_the_view_until_ctrl_c(known, db, tmp_path):
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # where is it stuck? (faulthandler prints every thread)
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=10)
             code = "still running 60 s after Ctrl-C"
         assert code == 0, "".join(lines)[-3000:]
         _, alive = psutil.wait_procs(children, timeout=30)

@@ -263,3 +263,21 @@ def test_an_external_database_uri_is_used_as_is(known, tmp_path):
     finally:
         mongod.terminate()
         mongod.wait(timeout=60)
+
+
+def test_close_kills_an_app_server_that_does_not_stop(tmp_path):
+    """FiftyOne's session.close() waits for its server without a limit; curator's gives up
+    after the timeout and kills the server's processes (here one that ignores being asked)."""
+    import subprocess
+    import sys
+    import time
+
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "--51-service", "server"])
+
+    class Stuck:
+        def close(self):
+            server.wait()  # as FiftyOne's ServerService.stop does
+
+    t0 = time.monotonic()
+    fs.close(Stuck(), timeout=1)
+    assert server.poll() is not None and time.monotonic() - t0 < 10

@@ -80,7 +80,7 @@ def serve(lib, view: str | None, *, address: str = "127.0.0.1", port: int = 5151
     except KeyboardInterrupt:
         pass
     finally:
-        session.close()
+        fiftyone_sync.close(session)
 
 
 def pull(
