@@ -80,7 +80,11 @@ def test_curator_browse_serves_the_view_until_ctrl_c(known, db, tmp_path):
             proc.send_signal(signal.SIGABRT)
             proc.wait(timeout=10)
             code = "still running 60 s after Ctrl-C"
-        assert code == 0, "".join(lines)[-3000:]
+        out = "".join(lines)
+        (tmp_path / "browse.log").write_text(out)
+        keep(tmp_path / "browse.log")
+        stacks = out[out.find("Fatal Python error"):out.find("Extension modules")] if "Fatal Python" in out else out[-3000:]
+        assert code == 0, stacks
         _, alive = psutil.wait_procs(children, timeout=30)
         assert not [p for p in alive if "server" in " ".join(p.cmdline())]
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated, Optional
 
 import typer
@@ -70,6 +71,10 @@ def serve(lib, view: str | None, *, address: str = "127.0.0.1", port: int = 5151
     """Run the app on the library's dataset until Ctrl-C."""
     from curator import fiftyone_sync
 
+    # Ctrl-C and `kill` both end the wait below. Python maps SIGINT to KeyboardInterrupt only
+    # where the parent left it alone: a background job of a script starts with it ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     session = fiftyone_sync.launch(lib, view, address=address, port=port, open_browser=not remote)
     console.print(f"The FiftyOne app is serving {fiftyone_sync.app_url(fiftyone_sync.dataset_name(lib), view, address, port)}")
     if remote:
