@@ -272,6 +272,10 @@ def resume(lib: Library, ref: str, *, on_epoch=None, should_stop=lambda: False) 
             r = s.scalar(select(Run).where(Run.name == name))
             r.status, r.finished_at = "running", None
             s.execute(RunEpoch.__table__.delete().where(RunEpoch.run_id == r.id, RunEpoch.epoch > state["epoch"]))
+            # A kill between saving last.pt and committing its epoch row leaves the row out:
+            # the checkpoint carries it, so it is put back.
+            s.merge(RunEpoch(run_id=r.id, **state["metrics"]))
+            r.epochs_run = state["epoch"]
     return _fit(lib, name, cfg, model, classes, build_name, device, dist, start_epoch=state["epoch"] + 1,
                 state=state, on_epoch=on_epoch, should_stop=should_stop)
 

@@ -61,3 +61,15 @@ def test_import_label_relabel_history_round_trip(pg_cli, make_tree):
     assert (e1["label"], [e["new"] for e in e1["history"]]) == ("kangaroo/joey", ["emu", "kangaroo/joey"])
     stats = as_json(pg_cli("stats", "--json"))
     assert (stats["images"], stats["labelled"], stats["classes"], stats["history_rows"]) == (3, 3, 3, 7)
+
+
+def test_an_unreachable_server_is_one_line(cli):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = cli("stats", "--db", f"postgresql+psycopg://curator@127.0.0.1:{port}/nowhere")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.startswith("Error: the library's database failed: connection failed: ")
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -221,6 +221,23 @@ def test_interrupted_training_resumes(trained_copy, sig, code):
     lib.close()
 
 
+def test_a_kill_between_checkpoint_and_epoch_row_loses_no_epoch(trained_copy):
+    """last.pt is written before its epoch row commits; a kill in between must not leave a
+    hole in the curves when the run resumes from that checkpoint."""
+    lib = open_library(trained_copy)
+    seen = []
+    train.train(lib, "min40", train.TrainConfig(epochs=4, patience=50, **TINY), name="gap",
+                on_epoch=seen.append, should_stop=lambda: len(seen) >= 3)
+    with lib.session() as s:  # as if killed before epoch 3's row was committed
+        s.execute(RunEpoch.__table__.delete().where(RunEpoch.epoch == 3,
+                                                    RunEpoch.run_id == runs.summary(lib, "gap")["id"]))
+    assert [r["epoch"] for r in runs.epochs(lib, "gap")] == [1, 2]
+    result = train.resume(lib, "gap")
+    assert result["status"] == "done"
+    assert [r["epoch"] for r in runs.epochs(lib, "gap")] == [1, 2, 3, 4]
+    lib.close()
+
+
 def test_torchrun_trains_with_two_processes_on_cpu(trained_copy):
     env = {**os.environ, "CURATOR_DB": str(trained_copy), "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -8,19 +8,25 @@ result. This package is the only place that prints or exits; a ``CuratorError`` 
 from __future__ import annotations
 
 import typer
+from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from curator.errors import CuratorError
 
 
 class _Group(TyperGroup):
-    """Turns a CuratorError raised anywhere below into one line and exit code 1."""
+    """Turns a CuratorError raised anywhere below, or the database refusing (a server that
+    cannot be reached, a library locked too long), into one line and exit code 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except CuratorError as e:
             typer.echo(f"Error: {e}", err=True)
+            raise typer.Exit(1) from None
+        except OperationalError as e:
+            first = str(e.orig if e.orig is not None else e).strip().splitlines()[0]
+            typer.echo(f"Error: the library's database failed: {first}", err=True)
             raise typer.Exit(1) from None
 
 
