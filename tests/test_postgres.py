@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from curator.library import init_library, open_library, schema
+from curator.library import schema
 
 from conftest import as_json
 
@@ -19,14 +19,6 @@ def pg_cli(cli, pg_url, monkeypatch, tmp_path):
     monkeypatch.setenv("CURATOR_DB", pg_url)
     monkeypatch.setenv("CURATOR_HOME", str(tmp_path / "home"))
     return cli
-
-
-@pytest.fixture
-def pg_library(pg_url):
-    init_library(pg_url)
-    lib = open_library(pg_url)
-    yield lib
-    lib.close()
 
 
 def flat(text: str) -> str:
