@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, false, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from curator.errors import ClassNotFound, InvalidInput
@@ -76,41 +77,98 @@ def _known_classes(session: Session) -> str:
     return ", ".join(names) if names else "none yet"
 
 
-def get_class(session: Session, name: str, *, create: bool = False) -> LabelClass:
-    """The class called ``name``; created if asked, else ClassNotFound naming the known ones."""
-    found = session.scalar(select(LabelClass).where(LabelClass.name == name))
-    if found is None:
-        if not create:
-            raise ClassNotFound(f"no class '{name}' (known: {_known_classes(session)})")
-        found = LabelClass(name=validate_name(name))
-        session.add(found)
-        session.flush()
+def write_lock(session: Session) -> None:
+    """On SQLite, take the library's one write lock now, with a write that changes nothing.
+
+    What the transaction reads after this is what it will write over: another writer waits
+    for it (up to the busy timeout) instead of committing in between. A no-op on servers with
+    row locks, where callers lock the rows they need (``resolve(lock=...)``, ``labels.lock``).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Image).where(false()).values(note=Image.note))
+
+
+def _find(session: Session, query, lock: str | None):
+    """One row of ``query``, locked until the transaction ends where the database has row locks.
+
+    ``lock="share"`` (``FOR KEY SHARE``) keeps the row from being renamed or deleted while this
+    transaction uses it; ``"update"`` (``FOR UPDATE``) is for renaming or deleting it. A row
+    another transaction renamed while this one waited is not found (PostgreSQL re-checks the
+    name on the row it waited for). The row is reloaded, so its name is the committed one.
+    """
+    if lock is None:
+        return session.scalar(query)
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(key_share=lock == "share")
+    return session.scalar(query.execution_options(populate_existing=True))
+
+
+def _get_or_create(session: Session, query, make):
+    """The row ``query`` finds, else a new one from ``make()``; safe when another session
+    creates the same name at the same moment (both end up with the one row)."""
+    if session.get_bind().dialect.name == "sqlite":
+        write_lock(session)  # writers take turns: a row another committed is seen now
+        found = session.scalar(query)
+        if found is None:
+            found = make()
+            session.add(found)
+            session.flush()
+        return found
+    try:
+        with session.begin_nested():  # a savepoint: losing the race undoes only this insert
+            found = make()
+            session.add(found)
+            session.flush()
+    except IntegrityError:
+        # the unique name index made this insert wait for the other session, which has
+        # committed the same name: use its row
+        found = session.scalar(query)
+        if found is None:
+            raise
     return found
 
 
-def get_subclass(session: Session, cls: LabelClass, name: str, *, create: bool = False) -> Subclass:
-    """The sub-class ``name`` of ``cls``; created if asked."""
-    found = session.scalar(
-        select(Subclass).where(Subclass.class_id == cls.id, Subclass.name == name)
-    )
+def get_class(session: Session, name: str, *, create: bool = False, lock: str | None = None) -> LabelClass:
+    """The class called ``name``; created if asked, else ClassNotFound naming the known ones.
+
+    ``lock``: None, ``"share"`` or ``"update"`` (see ``_find``).
+    """
+    query = select(LabelClass).where(LabelClass.name == name)
+    found = _find(session, query, lock)
+    if found is None:
+        if not create:
+            raise ClassNotFound(f"no class '{name}' (known: {_known_classes(session)})")
+        found = _get_or_create(session, query, lambda: LabelClass(name=validate_name(name)))
+    return found
+
+
+def get_subclass(session: Session, cls: LabelClass, name: str, *, create: bool = False,
+                 lock: str | None = None) -> Subclass:
+    """The sub-class ``name`` of ``cls``; created if asked. ``lock`` as for ``get_class``."""
+    query = select(Subclass).where(Subclass.class_id == cls.id, Subclass.name == name)
+    found = _find(session, query, lock)
     if found is None:
         if not create:
             subs = ", ".join(s.name for s in cls.subclasses) or "none"
             raise ClassNotFound(f"class '{cls.name}' has no sub-class '{name}' (known: {subs})")
-        found = Subclass(parent=cls, name=validate_name(name, "sub-class"))
-        session.add(found)
-        session.flush()
+        # by id, not through cls.subclasses: an insert the savepoint undoes must not linger there
+        found = _get_or_create(session, query, lambda: Subclass(class_id=cls.id, name=validate_name(name, "sub-class")))
+        session.expire(cls, ["subclasses"])
     return found
 
 
 def resolve(
-    session: Session, spec: LabelSpec, *, create: bool = False
+    session: Session, spec: LabelSpec, *, create: bool = False, lock: str | None = None
 ) -> tuple[LabelClass | None, Subclass | None]:
-    """The class and sub-class rows a label names (None, None for a state)."""
+    """The class and sub-class rows a label names (None, None for a state).
+
+    ``lock`` (``"share"`` or ``"update"``) applies to the row the label names: the sub-class
+    when there is one (its class then gets ``"share"``), else the class.
+    """
     if spec.state != LABELLED:
         return None, None
-    cls = get_class(session, spec.cls, create=create)
-    sub = get_subclass(session, cls, spec.sub, create=create) if spec.sub else None
+    cls = get_class(session, spec.cls, create=create, lock=lock if not spec.sub or lock is None else "share")
+    sub = get_subclass(session, cls, spec.sub, create=create, lock=lock) if spec.sub else None
     return cls, sub
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import false, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curator import history
@@ -21,6 +21,7 @@ from curator.classes import (
     parse_label,
     resolve,
     validate_name,
+    write_lock,
 )
 from curator.errors import ClassNotFound, InvalidInput
 from curator.library.models import (
@@ -44,22 +45,26 @@ def lock(session: Session, images: list[Image]) -> None:
 
     A second session changing the same images waits for the first to commit, then sees its
     changes: no update is lost and history's old values are the ones replaced. Rows are locked
-    in id order, so two sessions cannot deadlock on them. SQLite has no row locks: there a
-    write that changes nothing takes the library's one write lock now, rather than at the
-    first real change, after the images were read (another writer waits for it, up to the
-    busy timeout).
+    in id order, so two sessions cannot deadlock on them. SQLite has no row locks: there
+    ``write_lock`` takes the library's one write lock now, rather than at the first real change,
+    after the images were read (another writer waits for it, up to the busy timeout).
+
+    Class and sub-class names are read again too: a rename committed while this session waited
+    shows in the old values its history records.
     """
     if not images:
         return
+    write_lock(session)
     sqlite = session.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        session.execute(update(Image).where(false()).values(note=Image.note))
     ids = sorted({image.id for image in images})
     for start in range(0, len(ids), LOCK_CHUNK):
         chunk = select(Image).where(Image.id.in_(ids[start:start + LOCK_CHUNK])).order_by(Image.id)
         if not sqlite:
             chunk = chunk.with_for_update(key_share=True)
         session.scalars(chunk.execution_options(populate_existing=True)).all()
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, (LabelClass, Subclass)) and not session.is_modified(obj):
+            session.expire(obj, ["name"])
 
 
 @dataclass
@@ -99,8 +104,9 @@ def apply_label(
 
 
 def _set_label(session, images, spec: LabelSpec, action, *, create, source, detail) -> Change:
-    try:
-        cls, sub = resolve(session, spec, create=create)
+    write_lock(session)  # SQLite: before the class is looked up (another session may rename it)
+    try:  # a share lock on the target: no rename or merge of it until this commits
+        cls, sub = resolve(session, spec, create=create, lock="share")
     except ClassNotFound as e:  # only here can --create help
         hint = f"add it with `curator classes add {spec}` or pass --create"
         raise ClassNotFound(f"{e}; {hint}") from None
@@ -269,7 +275,8 @@ def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Chan
     spec = parse_label(old)
     if spec.state != LABELLED:
         raise InvalidInput(f"'{old}' is a label state, not a class: it cannot be renamed")
-    cls, sub = resolve(session, spec)
+    write_lock(session)
+    cls, sub = resolve(session, spec, lock="update")  # labelling into it waits until this commits
     if sub is not None and new.startswith(f"{cls.name}/"):
         new = new.partition("/")[2]  # `rename kangaroo/joey kangaroo/young` is fine too
     new = validate_name(new, "sub-class" if sub else "class")
@@ -280,8 +287,7 @@ def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Chan
     if any(t.name == new and t is not target for t in siblings):
         what = f"{cls.name}/{new}" if sub else new
         raise InvalidInput(f"'{what}' already exists: use `curator classes merge {old} {what}`")
-    images = images_under(session, spec)
-    lock(session, images)
+    images = _locked_under(session, spec, cls, sub)
     before = {im.id: im.label for im in images}
     target.name = new
     change = Change("rename")
@@ -290,6 +296,15 @@ def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Chan
                        source=source, detail=f"{spec} renamed")
         change.add(image, True)
     return change
+
+
+def _locked_under(session: Session, spec: LabelSpec, cls: LabelClass, sub: Subclass | None) -> list[Image]:
+    """The images under a class (or sub-class) whose row ``resolve(lock="update")`` holds,
+    locked; less any that a session which held their rows first has moved out meanwhile."""
+    images = images_under(session, spec)
+    lock(session, images)
+    return [im for im in images if im.label_state == LABELLED and im.class_id == cls.id
+            and (sub is None or im.subclass_id == sub.id)]
 
 
 def merge(session: Session, src: str, dst: str, *, source: str = "cli") -> Change:
@@ -303,13 +318,14 @@ def merge(session: Session, src: str, dst: str, *, source: str = "cli") -> Chang
         raise InvalidInput("merge takes two labels: SRC and DST, each CLASS or CLASS/SUBCLASS")
     if s == d or (s.sub is None and s.cls == d.cls):
         raise InvalidInput(f"cannot merge {src} into {dst}: pick a label outside it")
-    src_cls, src_sub = resolve(session, s)
-    dst_cls, dst_sub = resolve(session, d)
+    write_lock(session)
+    # both rows locked for update, in name order: two merges the other way round cannot deadlock
+    found = {spec: resolve(session, spec, lock="update") for spec in sorted((s, d), key=str)}
+    (src_cls, src_sub), (dst_cls, dst_sub) = found[s], found[d]
     if s.sub is None and d.sub is None:
         for sub in src_cls.subclasses:  # keep every sub-class, even one with no images yet
             get_subclass(session, dst_cls, sub.name, create=True)
-    images = images_under(session, s)
-    lock(session, images)
+    images = _locked_under(session, s, src_cls, src_sub)
     change = Change("merge")
     for image in images:
         sub = dst_sub

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curator import catalog, classes, labels
+from curator.errors import ClassNotFound
 from curator.ingest import import_paths
 from curator.library.models import Image, ImageTag, LabelEvent
 
@@ -111,3 +112,98 @@ def test_a_second_session_waits_for_the_first_and_sees_its_change(library, make_
         rows = s.scalars(select(LabelEvent).order_by(LabelEvent.id)).all()
         assert [(e.action, e.old_value, e.new_value) for e in rows] == [
             ("import", None, "unlabelled"), ("relabel", "unlabelled", "emu"), ("relabel", "emu", "wombat")]
+
+
+def _second_waits_for_first(library, first_change, second_change) -> None:
+    """``first_change(session)`` in a transaction left open; ``second_change(session)`` in
+    another thread must wait for it (still blocked after a second), then finish once the first
+    commits."""
+    first = Session(library.engine)
+    try:
+        first_change(first)
+
+        def second():
+            with library.session() as s:
+                second_change(s)
+
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(second)
+            with pytest.raises(TimeoutError):
+                waiting.result(timeout=1)
+            first.commit()
+            waiting.result(timeout=30)
+    finally:
+        first.close()
+
+
+def _label_rows(library, image_id: int) -> list[tuple[str, str, str]]:
+    with library.session() as s:
+        return [(e.action, e.old_value, e.new_value) for e in s.scalars(
+            select(LabelEvent).where(LabelEvent.image_id == image_id, LabelEvent.field == "label")
+            .order_by(LabelEvent.id))]
+
+
+def _two_images(library, make_tree) -> list[str]:
+    import_paths(library, [make_tree({"a.png": 1, "b.png": 2})])
+    with library.session() as s:
+        return [str(i) for i in sorted(s.scalars(select(Image.id)))]
+
+
+def test_two_sessions_creating_the_same_class_share_one(library, make_tree):
+    a, b = _two_images(library, make_tree)
+    _second_waits_for_first(
+        library,
+        lambda s: labels.relabel(s, catalog.select_images(s, [a]), "quokka/joey", create=True),
+        lambda s: labels.relabel(s, catalog.select_images(s, [b]), "quokka/joey", create=True))
+    with library.session() as s:
+        rows = classes.class_table(s)
+    assert [(r["class"], r["labelled"], [x["subclass"] for x in r["subclasses"]]) for r in rows] == [
+        ("quokka", 2, ["joey"])]
+
+
+def _relabel(which: str, label: str):
+    return lambda s, ids: labels.relabel(s, catalog.select_images(s, [ids[which]]), label)
+
+
+@pytest.mark.parametrize("before, first, second, history_of_a", [
+    ([], _relabel("a", "emu"), lambda s, ids: labels.rename(s, "emu", "dromaius"),
+     [("relabel", "unlabelled", "emu"), ("rename", "emu", "dromaius")]),
+    ([_relabel("a", "emu")], lambda s, ids: labels.rename(s, "emu", "dromaius"), _relabel("a", "wombat"),
+     [("relabel", "unlabelled", "emu"), ("rename", "emu", "dromaius"), ("relabel", "dromaius", "wombat")]),
+    ([_relabel("b", "wombat")], _relabel("a", "emu"), lambda s, ids: labels.merge(s, "emu", "wombat"),
+     [("relabel", "unlabelled", "emu"), ("merge", "emu", "wombat")]),
+], ids=["rename waits for a relabel into the class, and records the image",
+        "a relabel after a rename records the new name as the old value",
+        "merge waits for a relabel into its source, and moves the image"])
+def test_class_changes_and_relabels_take_turns(library, make_tree, before, first, second, history_of_a):
+    ids = dict(zip("ab", _two_images(library, make_tree)))
+    with library.session() as s:
+        classes.add(s, "emu")
+        classes.add(s, "wombat")
+        for step in before:
+            step(s, ids)
+    _second_waits_for_first(library, lambda s: first(s, ids), lambda s: second(s, ids))
+    assert _label_rows(library, int(ids["a"]))[1:] == history_of_a
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_a_relabel_into_a_class_renamed_meanwhile_finds_no_class_or_makes_it_anew(library, make_tree, create):
+    a, _ = _two_images(library, make_tree)
+    with library.session() as s:
+        classes.add(s, "emu")
+    failed = []
+
+    def relabel(s):
+        try:
+            labels.relabel(s, catalog.select_images(s, [a]), "emu", create=create)
+        except ClassNotFound as e:
+            failed.append(str(e))
+
+    _second_waits_for_first(library, lambda s: labels.rename(s, "emu", "dromaius"), relabel)
+    with library.session() as s:
+        table = [(r["class"], r["labelled"]) for r in classes.class_table(s)]
+    if create:
+        assert table == [("dromaius", 0), ("emu", 1)] and not failed
+    else:
+        assert table == [("dromaius", 0)]
+        assert failed and failed[0].startswith("no class 'emu' (known: dromaius)")
