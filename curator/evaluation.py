@@ -256,14 +256,20 @@ def _macro_f1(f1: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> flo
     return float(f1[present].mean())
 
 
-def _ece(correct: np.ndarray, confidence: np.ndarray, bins: int) -> float:
-    """Expected calibration error over ``bins`` equal-width bins of top-1 confidence.
+def confidence_bins(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """The bin of each confidence among ``[0, 1/bins), [1/bins, 2/bins), ..., [1 - 1/bins, 1]``
+    (calibration error here, the reliability diagram of ``curator report``)."""
+    return np.clip((np.asarray(confidence, dtype=float) * bins).astype(int), 0, bins - 1)
 
-    Bins are ``[0, 1/bins), [1/bins, 2/bins), ..., [1 - 1/bins, 1]``. The error is the sum over
-    bins of (images in bin / N) * |accuracy in bin - mean confidence in bin|, which equals
-    |sum over the bin of (correct - confidence)| / N, summed over bins.
+
+def _ece(correct: np.ndarray, confidence: np.ndarray, bins: int) -> float:
+    """Expected calibration error over ``bins`` equal-width bins of top-1 confidence
+    (``confidence_bins``).
+
+    The error is the sum over bins of (images in bin / N) * |accuracy in bin - mean confidence
+    in bin|, which equals |sum over the bin of (correct - confidence)| / N, summed over bins.
     """
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    which = confidence_bins(confidence, bins)
     gaps = np.bincount(which, weights=correct - confidence, minlength=bins)
     return float(np.abs(gaps).sum() / len(confidence))
 

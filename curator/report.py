@@ -29,6 +29,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import select
 
+from curator.evaluation import confidence_bins
 from curator.library import Library
 from curator.library.models import (
     ACTIVE,
@@ -132,7 +133,7 @@ def _per_class(runs, evals, latest) -> dict:
 
 def _buckets(confidence: np.ndarray, correct: np.ndarray) -> list[dict]:
     edges = np.linspace(0, 1, BUCKETS + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, BUCKETS - 1)
+    which = confidence_bins(confidence, BUCKETS)
     rows = []
     for b in range(BUCKETS):
         mine = which == b
