@@ -1,12 +1,26 @@
-"""Warm start against training from scratch, and what data loading costs, on sample_data.
+"""Warm start against training from scratch, and what data loading costs.
 
-1. A fresh library from sample_data/ (library + staged), split at --min-count 40 (5 classes)
-   and at 35 (7 classes: two classes added).
-2. "base": from scratch on the 40 build, to its plateau (early stopping).
-3. On the 35 build, "scratch" (random init, learning rate 1e-3) and "warm" (warm-started from
-   base: every weight but the classifier, with a fresh 7-class head, and curator's fine-tuning
-   defaults: one head-only epoch, then 3e-4); and "warm-plain": the same warm start with the
-   from-scratch schedule (``--head-epochs 0 --lr 1e-3``).
+Two data sets (``--data``):
+
+- ``views`` (the default): a generated set big enough for validation accuracy to mean
+  something. 50 classes, one per emoji (both vendors' drawings, and skin tones where the emoji
+  has them, from the npm packages sample_data/ comes from), each image a "photo" of it: a random
+  scale (55-95%), rotation (up to 30 degrees), position, background (a solid colour or a
+  gradient), brightness, contrast and sometimes blur, 64 px JPEG. 40 classes have 70 images,
+  the 10 added later 55: split at --min-count 60 (the 40) and at 50 (all 50): 3,350 images,
+  about 335 of them validation. Generated once, seeded, into benchmarks/out/views/ (~14 MB; npm
+  fetches the packages the first time).
+- ``sample``: sample_data/ (library + staged), split at 40 (5 classes) and 35 (7 classes); its
+  validation split has 20-28 images, so one image is 3.6 points.
+
+1. A fresh library from the data, split twice: the "base" build and the "new" build, which
+   adds classes (content-hash split ranking keeps each image in its split in both builds).
+2. "base": from scratch on the base build, to its plateau (early stopping).
+3. On the new build, "scratch" (random init, learning rate 1e-3) and "warm" (warm-started from
+   base: every weight but the classifier, with a fresh head for the new class list, and
+   curator's fine-tuning defaults: one head-only epoch, then 3e-4); and "warm-plain": the same
+   warm start with the from-scratch schedule (``--head-epochs 0 --lr 1e-3``; ``--no-plain``
+   leaves it out).
 4. Prints, per run, epochs run, best epoch and best validation accuracy, test accuracy; and for
    warm: the first epoch whose validation accuracy reaches scratch's best (target: at most a
    third of scratch's best epoch) and whether it ends at least as accurate.
@@ -16,7 +30,8 @@
    loading, augmentation included, costs under 15%).
 
 Usage:
-    .venv/bin/python benchmarks/warm_start.py                       # resnet18 at 64 px, ~5 min
+    .venv/bin/python benchmarks/warm_start.py                       # resnet18 at 64 px on views, ~40 min
+    .venv/bin/python benchmarks/warm_start.py --data sample         # on sample_data/, ~5 min
     .venv/bin/python benchmarks/warm_start.py --model test_resnet --epochs 10   # a quick look
     .venv/bin/python benchmarks/warm_start.py --seeds 0 1 2 --json benchmarks/out/warm_start.json
 """
@@ -24,7 +39,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import collections
+import io
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -40,6 +58,59 @@ from curator import evaluation, ingest, runs, splits, train  # noqa: E402
 from curator.library import init_library, open_library  # noqa: E402
 
 SAMPLE = ROOT / "sample_data"
+VIEWS = ROOT / "benchmarks" / "out" / "views"
+VIEWS_SEED = "curator-warm-start-views-v1"
+OLD, NEW, OLD_N, NEW_N = 40, 10, 70, 55  # classes and images per class; cutoffs 60 and 50
+
+
+def _view(src, rng: random.Random, size: int = 64):
+    """One generated "photo" of an RGBA emoji: scaled, turned and placed on a random background."""
+    from PIL import Image, ImageEnhance, ImageFilter
+
+    out = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+    if rng.random() < 0.5:
+        ramp = Image.linear_gradient("L").resize((size, size)).rotate(rng.uniform(0, 360))
+        out = Image.composite(Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3))), out, ramp)
+    side = max(8, round(size * rng.uniform(0.55, 0.95)))
+    fg = src.resize((side, side), Image.LANCZOS).rotate(rng.uniform(-30, 30), resample=Image.BICUBIC, expand=True)
+    out.paste(fg, (rng.randint(min(0, size - fg.width), max(0, size - fg.width)),
+                   rng.randint(min(0, size - fg.height), max(0, size - fg.height))), fg)
+    out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.7, 1.3))
+    out = ImageEnhance.Contrast(out).enhance(rng.uniform(0.7, 1.3))
+    if rng.random() < 0.3:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    return out
+
+
+def make_views(dest: Path = VIEWS) -> Path:
+    """The generated ``views`` set under ``dest/<class>/``, made once (``dest/done`` marks it)."""
+    done = dest / "done"
+    if done.is_file() and done.read_text() == VIEWS_SEED:
+        return dest
+    from PIL import Image
+
+    sys.path.insert(0, str(SAMPLE))
+    import build as sample_build  # sample_data/build.py: fetches and reads the npm packages
+
+    npm = dest.parent / "npm"
+    npm.mkdir(parents=True, exist_ok=True)
+    have = all((npm / v / "package" / "package.json").is_file() for v in sample_build.VENDORS)
+    packages = sample_build.fetch_packages(npm if have else None, npm)
+    sources, _ = sample_build.load_sources(packages)
+    by_base = collections.defaultdict(list)
+    for s in sources:
+        by_base[s.base].append(s)
+    bases = sorted(b for b, v in by_base.items() if len({s.vendor for s in v}) == 2)
+    rng = random.Random(VIEWS_SEED)
+    for i, base in enumerate(rng.sample(bases, OLD + NEW)):
+        name = sample_build.slug(by_base[base][0].base_short)
+        folder = dest / name
+        folder.mkdir(parents=True, exist_ok=True)
+        drawings = [Image.open(io.BytesIO(s.read())).convert("RGBA") for s in by_base[base]]
+        for k in range(OLD_N if i < OLD else NEW_N):
+            _view(drawings[k % len(drawings)], rng).save(folder / f"{name}-{k:03d}.jpg", "JPEG", quality=90)
+    (dest / "done").write_text(VIEWS_SEED)
+    return dest
 
 
 def raw_rate(model_name: str, num_classes: int, img_size: int, batch_size: int, steps: int = 30, repeats: int = 3) -> float:
@@ -75,8 +146,9 @@ def one_seed(lib, args, seed: int) -> dict:
     cfg = dict(model=args.model, img_size=args.img_size, epochs=args.epochs, patience=args.patience,
                batch_size=args.batch_size, seed=seed)  # learning rate: curator's defaults
     out = {}
-    plans = (("base", "min40", None, {}), ("scratch", "min35", None, {}), ("warm", "min35", f"base-s{seed}", {}),
-             ("warm-plain", "min35", f"base-s{seed}", {"head_epochs": 0, "lr": args.lr}))
+    plans = [("base", "base", None, {}), ("scratch", "new", None, {}), ("warm", "new", f"base-s{seed}", {})]
+    if args.plain:
+        plans.append(("warm-plain", "new", f"base-s{seed}", {"head_epochs": 0, "lr": args.lr}))
     for name, build, warm, extra in plans:
         t0 = time.perf_counter()
         c = train.TrainConfig(**{**cfg, "model": None if warm else args.model, **extra})
@@ -91,13 +163,19 @@ def one_seed(lib, args, seed: int) -> dict:
               f"  best val acc {run['best_val_acc']:.3f}  test acc {test:.3f}"
               f"  {out[name]['train_images_per_s']:.0f} images/s  {out[name]['seconds']:.0f} s", flush=True)
     target = out["scratch"]["best_val_acc"]
-    for name in ("warm", "warm-plain"):
+    for name in WARM & out.keys():
         out[name]["epochs_to_scratch_best"] = reached(out[name]["curve"], target)
     return out
 
 
+WARM = {"warm", "warm-plain"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=("views", "sample"), default="views")
+    parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True,
+                        help="also warm-start with the from-scratch schedule")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=60)
@@ -108,22 +186,30 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    raw_before = raw_rate(args.model, 7, args.img_size, args.batch_size)  # and again at the end
+    views = make_views() if args.data == "views" else None
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "curator.sqlite"
         init_library(db)
         lib = open_library(db)
-        ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
-        ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
-        b40 = splits.build(lib, min_count=40, name="min40")
-        b35 = splits.build(lib, min_count=35, name="min35")
-        print(f"min40: {len(b40['classes'])} classes, {b40['totals']}; min35: {len(b35['classes'])} classes,"
-              f" {b35['totals']}; {args.model} at {args.img_size} px, torch threads {torch.get_num_threads()}")
+        if views:
+            ingest.import_paths(lib, [views], labels_from_folders=True)
+            cutoffs = (OLD_N - 10, NEW_N - 5)
+        else:
+            ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
+            ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
+            cutoffs = (40, 35)
+        base = splits.build(lib, min_count=cutoffs[0], name="base")
+        new = splits.build(lib, min_count=cutoffs[1], name="new")
+        n_classes = len(new["classes"])
+        print(f"{args.data}: base (min {cutoffs[0]}) {len(base['classes'])} classes, {base['totals']};"
+              f" new (min {cutoffs[1]}) {n_classes} classes, {new['totals']}; {args.model} at {args.img_size} px,"
+              f" torch threads {torch.get_num_threads()}", flush=True)
+        raw_before = raw_rate(args.model, n_classes, args.img_size, args.batch_size)  # and again at the end
         results = [one_seed(lib, args, seed) for seed in args.seeds]
         lib.close()
 
-    raw = max(raw_rate(args.model, 7, args.img_size, args.batch_size), raw_before)
-    train_rate = statistics.median(r[k]["train_images_per_s"] for r in results for k in ("base", "scratch", "warm", "warm-plain"))
+    raw = max(raw_rate(args.model, n_classes, args.img_size, args.batch_size), raw_before)
+    train_rate = statistics.median(r[k]["train_images_per_s"] for r in results for k in r)
     report(results, raw, train_rate)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +223,7 @@ def report(results: list[dict], raw: float, train_rate: float) -> None:
     for r in results:
         s = r["scratch"]
         third = s["best_epoch"] / 3
-        for name in ("warm", "warm-plain"):
+        for name in sorted(WARM & r.keys()):
             w, e = r[name], r[name]["epochs_to_scratch_best"]
             fast = e is not None and e <= third
             print(f"{'PASS' if fast else 'FAIL'}  {name} reaches scratch's best val acc {s['best_val_acc']:.3f} at epoch"
