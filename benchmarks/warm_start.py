@@ -23,7 +23,7 @@ Two data sets (``--data``):
    leaves it out).
 4. Prints, per run, epochs run, best epoch and best validation accuracy, test accuracy; and for
    warm: the first epoch whose validation accuracy reaches scratch's best (target: at most a
-   third of scratch's best epoch) and whether it ends at least as accurate.
+   third of the epochs scratch took to first reach it) and whether it ends at least as accurate.
 5. Training images/s (epochs 2+, the first includes decoding the cache; each epoch's time
    includes its validation pass) against the model's raw forward+backward+AdamW rate on random
    tensors of the same shape, the best of 6 timings before and after the runs (target: data
@@ -34,6 +34,7 @@ Usage:
     .venv/bin/python benchmarks/warm_start.py --data sample         # on sample_data/, ~5 min
     .venv/bin/python benchmarks/warm_start.py --model test_resnet --epochs 10   # a quick look
     .venv/bin/python benchmarks/warm_start.py --seeds 0 1 2 --json benchmarks/out/warm_start.json
+    .venv/bin/python benchmarks/warm_start.py --report benchmarks/out/warm_start.json   # print it again
 """
 
 from __future__ import annotations
@@ -162,10 +163,19 @@ def one_seed(lib, args, seed: int) -> dict:
         print(f"  seed {seed} {name:8s} epochs {run['epochs']:3d}  best epoch {run['best_epoch']:3d}"
               f"  best val acc {run['best_val_acc']:.3f}  test acc {test:.3f}"
               f"  {out[name]['train_images_per_s']:.0f} images/s  {out[name]['seconds']:.0f} s", flush=True)
-    target = out["scratch"]["best_val_acc"]
-    for name in WARM & out.keys():
-        out[name]["epochs_to_scratch_best"] = reached(out[name]["curve"], target)
     return out
+
+
+def compare(r: dict) -> None:
+    """Each run's first epoch at scratch's best validation accuracy (scratch's own included).
+
+    Not scratch's ``best_epoch``: among epochs of equal accuracy training keeps the one with the
+    lowest loss, which can come many epochs after scratch first got there.
+    """
+    target = r["scratch"]["best_val_acc"]
+    for name in r:
+        if name != "base":
+            r[name]["epochs_to_scratch_best"] = reached(r[name]["curve"], target)
 
 
 WARM = {"warm", "warm-plain"}
@@ -184,7 +194,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="for warm-plain only")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--report", type=Path, metavar="JSON", help="only print the comparison of figures written before")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        report(saved["runs"], saved["raw_images_per_s"], saved["train_images_per_s"])
+        return
 
     views = make_views() if args.data == "views" else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,13 +236,22 @@ def main() -> None:
 def report(results: list[dict], raw: float, train_rate: float) -> None:
     print()
     for r in results:
+        compare(r)
         s = r["scratch"]
-        third = s["best_epoch"] / 3
+        # The curve near the top, for reading the target: one validation image moves accuracy by
+        # 1/len(val), so "first epoch at exactly scratch's best" catches noise at the plateau.
+        shares = (0.95, 0.98, 0.99, 1.0)
+        print(f"first epoch at a share of scratch's best val acc ({s['best_val_acc']:.3f}):")
+        print(f"  {'':12s}" + "".join(f"{x:>7.0%}" for x in shares))
+        for name in [n for n in r if n != "base"]:
+            at = [reached(r[name]["curve"], x * s["best_val_acc"]) for x in shares]
+            print(f"  {name:12s}" + "".join(f"{e if e is not None else '-':>7}" for e in at))
+        third = s["epochs_to_scratch_best"] / 3
         for name in sorted(WARM & r.keys()):
             w, e = r[name], r[name]["epochs_to_scratch_best"]
             fast = e is not None and e <= third
             print(f"{'PASS' if fast else 'FAIL'}  {name} reaches scratch's best val acc {s['best_val_acc']:.3f} at epoch"
-                  f" {e if e is not None else 'never'} vs scratch's {s['best_epoch']} (target <= {third:.1f})")
+                  f" {e if e is not None else 'never'} vs scratch's {s['epochs_to_scratch_best']} (target <= {third:.1f})")
             good = w["best_val_acc"] >= s["best_val_acc"] and w["test_acc"] >= s["test_acc"]
             print(f"{'PASS' if good else 'FAIL'}  {name} ends at val {w['best_val_acc']:.3f} / test {w['test_acc']:.3f}"
                   f" vs scratch val {s['best_val_acc']:.3f} / test {s['test_acc']:.3f} (target: at least as accurate)")
