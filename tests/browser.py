@@ -18,6 +18,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -86,6 +87,7 @@ def app_server(dataset, view=None, *, port: int | None = None, timeout_s: float 
     session = fo.launch_app(dataset, view=view, port=port, address="127.0.0.1", remote=True, auto=False)
     procs = _server_processes(port)
     try:
+        _wait_connected(session, timeout_s)
         yield session
     finally:
         session._disable_wait_warning = True  # no "keep your script alive" banner on a quick close
@@ -95,6 +97,20 @@ def app_server(dataset, view=None, *, port: int | None = None, timeout_s: float 
             p.kill()
         psutil.wait_procs(alive, timeout=5)
         assert not alive, f"FiftyOne server processes outlived their session: {alive}"
+
+
+def _wait_connected(session, timeout_s: float) -> None:
+    """Wait for the session's event stream to the server, which setting ``session.view`` needs.
+
+    The session pings the server once at launch; on a loaded machine the server may not answer
+    yet, and the session then tries again only after 10 seconds ("Could not connect session"),
+    during which ``session.view = ...`` raises "Client is not connected".
+    """
+    client = session._client
+    deadline = time.monotonic() + timeout_s
+    while not getattr(client, "_connected", True):
+        assert time.monotonic() < deadline, f"FiftyOne's session did not connect to its server in {timeout_s} s"
+        time.sleep(0.1)
 
 
 @contextmanager
