@@ -285,20 +285,30 @@ def query(db: str, sql: str) -> list[tuple]:
 
 
 def dump(db: str) -> dict:
-    """Everything an import decides, without batch ids and times."""
+    """Everything an import decides, without batch ids and times.
+
+    Image ids are replaced by their rank: PostgreSQL never hands back the sequence values of a
+    transaction that a kill rolled back, so a resumed import may skip a few ids (SQLite does not).
+    """
     q = lambda sql: query(db, sql)  # noqa: E731
+    images = q(
+        "SELECT i.id, sha256, phash, width, height, format, mode, bytes, path, label_state,"
+        " c.name, sc.name, status, reject_reason, staged, synthetic, benchmark"
+        " FROM images i LEFT JOIN classes c ON c.id = i.class_id"
+        " LEFT JOIN subclasses sc ON sc.id = i.subclass_id ORDER BY i.id"
+    )
+    rank = {row[0]: n for n, row in enumerate(images, 1)}
     return {
-        "images": q(
-            "SELECT i.id, sha256, phash, width, height, format, mode, bytes, path, label_state,"
-            " c.name, sc.name, status, reject_reason, staged, synthetic, benchmark"
-            " FROM images i LEFT JOIN classes c ON c.id = i.class_id"
-            " LEFT JOIN subclasses sc ON sc.id = i.subclass_id ORDER BY i.id"
-        ),
-        "locations": q("SELECT path, image_id, folder_label FROM image_locations ORDER BY path"),
-        "history": q(
-            "SELECT image_id, action, field, old_value, new_value, source FROM label_events"
-            " ORDER BY image_id, id"
-        ),
+        "images": [(rank[row[0]], *row[1:]) for row in images],
+        "locations": [
+            (path, rank[image_id], label)
+            for path, image_id, label in q("SELECT path, image_id, folder_label FROM image_locations ORDER BY path")
+        ],
+        "history": [
+            (rank[row[0]], *row[1:])
+            for row in q("SELECT image_id, action, field, old_value, new_value, source FROM label_events"
+                         " ORDER BY image_id, id")
+        ],
         "classes": q("SELECT name FROM classes ORDER BY name"),
     }
 
