@@ -15,6 +15,9 @@ DataLoader worker):
               top-5 and embeddings stored
   raw         the same model's forward pass on pre-decoded random tensors, same batch size
               (target: curator at least 0.8 of it on CPU)
+  ceiling     the most any pipeline could reach here, decoding and forward sharing the
+              cores: cores / (load_pixels CPU time per image, measured per image size and
+              weighted by the pool's mix + forward CPU time per image at its most efficient)
   fiftyone    ``Dataset.from_images`` (not timed) then ``apply_model`` with the same torch
               model wrapped in ``TorchImageModel`` (resize to 128, same mean/std), same batch
               size and workers (target: curator faster)
@@ -166,7 +169,64 @@ def run_fiftyone(folder: str, scratch: str) -> dict:
     return {"seconds": seconds, "images": images, "problems": len(paths) - images}
 
 
-RUNS = {"curator": run_curator, "raw": run_raw, "fiftyone": run_fiftyone}
+def run_ceiling(folder: str, scratch: str) -> dict:
+    """The best rate any pipeline could reach on this machine's cores, decoding and forward
+    sharing them: cores / (decode CPU time per image + forward CPU time per image at its most
+    efficient). Decode: ``data.load_pixels`` one image at a time (median of 30 files per image
+    size, weighted by the pool's mix). Forward: torch's threads on one batch, and one
+    single-threaded batch per core running side by side; the cheaper per image counts."""
+    import os
+    import statistics
+    import threading
+    from collections import Counter
+
+    import torch
+
+    from curator import checkpoints
+    from curator.data import load_pixels
+
+    cores = len(os.sched_getaffinity(0))
+    files = sorted(Path(folder).iterdir())
+    mix = Counter(f.stem.rsplit("-", 1)[-1] if f.suffix == ".jpg" else "png" for f in files)
+    decode = {}
+    for size in mix:
+        sample = [f for f in files if f.stem.endswith(size) or size == "png"][:30]
+        times = []
+        for f in sample:
+            t = time.perf_counter()
+            load_pixels(str(f), 128)
+            times.append(time.perf_counter() - t)
+        decode[size] = statistics.median(times) * 1e3
+    decode_ms = sum(decode[k] * mix[k] for k in mix) / len(files)
+
+    model = checkpoints.build_model(checkpoints.load(MODEL_LIB / "runs" / "bench" / "best.pt"))
+    x = torch.randn(BATCH, 3, 128, 128)
+
+    def forward(steps):
+        with torch.inference_mode():
+            for _ in range(steps):
+                model(x)
+
+    forward(2)
+    t = time.perf_counter()
+    forward(10)
+    threaded_ms = (time.perf_counter() - t) * 1e3 * cores / (10 * BATCH)  # CPU ms per image
+    torch.set_num_threads(1)
+    forward(1)
+    streams = [threading.Thread(target=forward, args=(6,)) for _ in range(cores)]
+    t = time.perf_counter()
+    for th in streams:
+        th.start()
+    for th in streams:
+        th.join()
+    streams_ms = (time.perf_counter() - t) * 1e3 * cores / (6 * BATCH * cores)
+    forward_ms = min(threaded_ms, streams_ms)
+    return {"cores": cores, "decode_ms": {k: round(v, 2) for k, v in decode.items()}, "decode_mix_ms": decode_ms,
+            "forward_cpu_ms": {"threads": threaded_ms, "streams": streams_ms},
+            "images": 1000 * cores, "seconds": forward_ms + decode_ms, "problems": 0}
+
+
+RUNS = {"curator": run_curator, "raw": run_raw, "fiftyone": run_fiftyone, "ceiling": run_ceiling}
 
 
 def measure(kind: str, folder: Path) -> dict:
@@ -206,12 +266,16 @@ def main() -> None:
             continue
         for n in args.n:
             folder = make(n)
-            kinds = ["curator"] + (["raw"] if n == args.n[-1] else []) + (
+            kinds = ["curator"] + (["raw", "ceiling"] if n == args.n[-1] else []) + (
                 ["fiftyone"] if n == args.n[-1] and not args.no_fiftyone else [])
             for kind in kinds:
                 r = {"pool": pool_kind, "n": n, "run": kind, **measure(kind, folder)}
                 rows.append(r)
-                if "failed" not in r:
+                if "failed" not in r and kind == "ceiling":
+                    print(f"  {pool_kind:4s} N={n:>6,} ceiling  {r['images_per_s']:8.1f} images/s at best on"
+                          f" {r['cores']} cores: decode {r['decode_mix_ms']:.1f} CPU ms/image {r['decode_ms']},"
+                          f" forward {min(r['forward_cpu_ms'].values()):.1f} CPU ms/image", flush=True)
+                elif "failed" not in r:
                     print(f"  {pool_kind:4s} N={n:>6,} {kind:8s} {r['images_per_s']:8.1f} images/s"
                           f"  peak {r['peak_mib']:.0f} MiB (worker {r['child_peak_mib']:.0f} MiB)", flush=True)
     verdicts(rows, args.n)
@@ -232,6 +296,10 @@ def verdicts(rows: list[dict], sizes: list[int]) -> None:
             share = cur["images_per_s"] / raw["images_per_s"]
             print(f"{'PASS' if share >= 0.8 else 'FAIL'}  {pool} N={n:,}: curator {cur['images_per_s']:.0f} images/s ="
                   f" {share:.2f} of the raw forward rate {raw['images_per_s']:.0f} (target >= 0.8)")
+            best = get(pool, n, "ceiling")
+            if best:
+                print(f"      the most any decode + forward pipeline can reach on {best['cores']} cores:"
+                      f" {best['images_per_s']:.0f} images/s = {best['images_per_s'] / raw['images_per_s']:.2f} of raw")
         fo_row = get(pool, n, "fiftyone")
         if cur and fo_row:
             ok = cur["images_per_s"] > fo_row["images_per_s"]
