@@ -1,7 +1,8 @@
 """``curator serve`` throughput and latency against the model's raw forward time.
 
 The model is benchmarks/bulk_identify.py's resnet18 at 128 px (trained once, cached under
-benchmarks/out/bulk-model). Three images: a 64 px PNG from sample_data, a 640x480 JPEG of
+benchmarks/out/bulk-model); `--model resnet50 --img-size 224` serves another timm model
+(trained one epoch on sample_data, cached under benchmarks/out/serve-MODEL-SIZE). Three images: a 64 px PNG from sample_data, a 640x480 JPEG of
 noise (the worst case for a JPEG decoder, 269 KiB) and a photo-like 640x480 JPEG from
 benchmarks/ingest.py (92 KiB).
 
@@ -24,6 +25,7 @@ the overhead is also printed in milliseconds against the forward pass timed insi
 Usage:
     .venv/bin/python benchmarks/serve.py                 # ~4 minutes
     .venv/bin/python benchmarks/serve.py --requests 100 --json benchmarks/out/serve.json
+    .venv/bin/python benchmarks/serve.py --model resnet50 --img-size 224
 """
 
 from __future__ import annotations
@@ -69,6 +71,30 @@ def images() -> dict[str, bytes]:
     return {"png 64px": png, "jpeg 640x480": buf.getvalue(), "jpeg photo-like": ingest.image_path(0).read_bytes()}
 
 
+MODEL_LIB_VAR = "CURATOR_BENCH_MODEL_LIB"  # tells the child processes which model library
+
+
+def model_library(model: str, size: int) -> Path:
+    """The library holding run "bench" of ``model`` at ``size`` px (trained once, one epoch)."""
+    if (model, size) == ("resnet18", 128):
+        subprocess.run([sys.executable, str(HERE / "bulk_identify.py"), "--child", "model", "-", "-"], check=True,
+                       capture_output=True)
+        return bulk_identify.MODEL_LIB
+    folder = bulk_identify.OUT / f"serve-{model}-{size}"
+    if not (folder / "runs" / "bench" / "best.pt").is_file():
+        from curator import ingest, splits, train
+        from curator.library import init_library, open_library
+
+        shutil.rmtree(folder, ignore_errors=True)
+        init_library(folder / "curator.sqlite")
+        lib = open_library(folder / "curator.sqlite")
+        ingest.import_paths(lib, [ROOT / "sample_data" / "library"], labels_from_folders=True)
+        splits.build(lib, min_count=40, name="b")
+        train.train(lib, "b", train.TrainConfig(model=model, img_size=size, epochs=1), name="bench", throwaway=True)
+        lib.close()
+    return folder
+
+
 def raw_child(kind: str) -> dict:
     """p50 of the forward pass alone on one decoded image (what serving cannot avoid)."""
     import torch
@@ -76,10 +102,11 @@ def raw_child(kind: str) -> dict:
     from curator import checkpoints
     from curator.data import load_pixels, normalise
 
-    ckpt = checkpoints.load(bulk_identify.MODEL_LIB / "runs" / "bench" / "best.pt")
+    ckpt = checkpoints.load(Path(os.environ[MODEL_LIB_VAR]) / "runs" / "bench" / "best.pt")
     model = checkpoints.build_model(ckpt).eval()
     dc = ckpt["data_config"]
-    x = torch.from_numpy(load_pixels(io.BytesIO(images()[kind]), 128)).permute(2, 0, 1).unsqueeze(0)
+    size = dc["input_size"][-1]
+    x = torch.from_numpy(load_pixels(io.BytesIO(images()[kind]), size)).permute(2, 0, 1).unsqueeze(0)
     times = []
     with torch.inference_mode():
         for i in range(330):
@@ -157,7 +184,7 @@ def stub_server(port: int) -> None:
 def start_server(scratch: Path, port: int, stub: bool = False) -> subprocess.Popen:
     import requests
 
-    shutil.copytree(bulk_identify.MODEL_LIB, scratch / "lib")
+    shutil.copytree(os.environ[MODEL_LIB_VAR], scratch / "lib")
     env = {**os.environ, "CURATOR_DB": str(scratch / "lib" / "curator.sqlite")}
     cmd = ([__file__, "--child", f"stub-server:{port}"] if stub else
            ["-m", "curator", "serve", "--run", "bench", "--port", str(port), "--device", "cpu"])
@@ -179,6 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=200, help="requests per measurement (split over the clients)")
+    parser.add_argument("--model", default="resnet18", help="any timm model name")
+    parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.child and args.child.startswith("stub-server:"):
@@ -186,8 +215,8 @@ def main() -> None:
     if args.child:
         print(RESULT_TAG + json.dumps(raw_child(args.child)), flush=True)
         return
-    subprocess.run([sys.executable, str(HERE / "bulk_identify.py"), "--child", "model", "-", "-"], check=True,
-                   capture_output=True)
+    os.environ[MODEL_LIB_VAR] = str(model_library(args.model, args.img_size))
+    print(f"model: {args.model} at {args.img_size} px", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="serve-", dir=bulk_identify.OUT) as scratch:
         from socket import socket
