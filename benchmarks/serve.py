@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,23 +76,11 @@ MODEL_LIB_VAR = "CURATOR_BENCH_MODEL_LIB"  # tells the child processes which mod
 
 
 def model_library(model: str, size: int) -> Path:
-    """The library holding run "bench" of ``model`` at ``size`` px (trained once, one epoch)."""
-    if (model, size) == ("resnet18", 128):
-        subprocess.run([sys.executable, str(HERE / "bulk_identify.py"), "--child", "model", "-", "-"], check=True,
-                       capture_output=True)
-        return bulk_identify.MODEL_LIB
-    folder = bulk_identify.OUT / f"serve-{model}-{size}"
-    if not (folder / "runs" / "bench" / "best.pt").is_file():
-        from curator import ingest, splits, train
-        from curator.library import init_library, open_library
-
-        shutil.rmtree(folder, ignore_errors=True)
-        init_library(folder / "curator.sqlite")
-        lib = open_library(folder / "curator.sqlite")
-        ingest.import_paths(lib, [ROOT / "sample_data" / "library"], labels_from_folders=True)
-        splits.build(lib, min_count=40, name="b")
-        train.train(lib, "b", train.TrainConfig(model=model, img_size=size, epochs=1), name="bench", throwaway=True)
-        lib.close()
+    """The folder of the library holding run "bench" of ``model`` at ``size`` px: bulk_identify's
+    for its resnet18 at 128 px, else one of its own (each trained once, in a child process)."""
+    folder = bulk_identify.MODEL_LIB if (model, size) == ("resnet18", 128) else bulk_identify.OUT / f"serve-{model}-{size}"
+    subprocess.run([sys.executable, __file__, "--child", f"model:{folder}:{model}:{size}"], check=True,
+                   capture_output=True)
     return folder
 
 
@@ -181,7 +170,9 @@ def stub_server(port: int) -> None:
     serve.serve(open_library(os.environ["CURATOR_DB"]), "bench", port=port, device="cpu")
 
 
-def start_server(scratch: Path, port: int, stub: bool = False) -> subprocess.Popen:
+@contextmanager
+def running_server(scratch: Path, port: int, stub: bool = False):
+    """``curator serve`` (or the stub) on a copy of the model library, stopped with Ctrl-C after."""
     import requests
 
     shutil.copytree(os.environ[MODEL_LIB_VAR], scratch / "lib")
@@ -193,13 +184,19 @@ def start_server(scratch: Path, port: int, stub: bool = False) -> subprocess.Pop
     while time.time() < deadline:
         try:
             requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc
+            break
         except requests.ConnectionError:
             if proc.poll() is not None:
                 sys.exit(f"curator serve failed:\n{proc.stderr.read()}")
             time.sleep(0.2)
-    proc.kill()
-    sys.exit("curator serve did not start in 120 s")
+    else:
+        proc.kill()
+        sys.exit("curator serve did not start in 120 s")
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
 
 
 def main() -> None:
@@ -212,6 +209,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child and args.child.startswith("stub-server:"):
         return stub_server(int(args.child.split(":")[1]))
+    if args.child and args.child.startswith("model:"):
+        folder, model, size = args.child.removeprefix("model:").rsplit(":", 2)
+        return bulk_identify.model_library(Path(folder), model, int(size))
     if args.child:
         print(RESULT_TAG + json.dumps(raw_child(args.child)), flush=True)
         return
@@ -228,12 +228,11 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--child", kind], capture_output=True, text=True, check=True)
             raw = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith(RESULT_TAG))[len(RESULT_TAG):])
             print(f"{kind:15s} raw forward   p50 {raw['p50_ms']:6.1f} ms  p99 {raw['p99_ms']:6.1f} ms", flush=True)
-            server = start_server(Path(scratch) / kind.replace(" ", "-"), port)
-            try:
-                load(port, data, "x.png" if "png" in kind else "x.jpg", 1, 20)  # warm up
+            name = "x.png" if "png" in kind else "x.jpg"
+            with running_server(Path(scratch) / kind.replace(" ", "-"), port):
+                load(port, data, name, 1, 20)  # warm up
                 for clients in (1, 8):
-                    r = load(port, data, "x.png" if "png" in kind else "x.jpg", clients,
-                             max(1, args.requests // clients))
+                    r = load(port, data, name, clients, max(1, args.requests // clients))
                     r.update(image=kind, raw_p50_ms=raw["p50_ms"], overhead_p50=(r["p50_ms"] - raw["p50_ms"]) / raw["p50_ms"],
                              overhead_ms=r["p50_ms"] - r["model_p50_ms"])
                     rows.append(r)
@@ -242,19 +241,13 @@ def main() -> None:
                           f" its forward {r['model_p50_ms']:5.1f} ms)"
                           f"  {r['rps']:6.1f} requests/s  overhead at p50"
                           f" {r['overhead_p50']:+.0%}  ({r['errors']} errors)", flush=True)
-            finally:
-                server.send_signal(signal.SIGINT)
-                server.wait(timeout=30)
-            server = start_server(Path(scratch) / f"{kind.replace(' ', '-')}-stub", port, stub=True)
-            try:
-                load(port, data, "x.png" if "png" in kind else "x.jpg", 1, 20)
-                r = load(port, data, "x.png" if "png" in kind else "x.jpg", 1, args.requests)
-                rows[-2].update(stub_p50_ms=r["p50_ms"], stub_server_p50_ms=r["server_p50_ms"])
+            one_client = next(r for r in rows if r["image"] == kind and r["clients"] == 1)
+            with running_server(Path(scratch) / f"{kind.replace(' ', '-')}-stub", port, stub=True):
+                load(port, data, name, 1, 20)
+                r = load(port, data, name, 1, args.requests)
+                one_client.update(stub_p50_ms=r["p50_ms"], stub_server_p50_ms=r["server_p50_ms"])
                 print(f"{kind:15s} no forward   p50 {r['p50_ms']:6.1f} ms  (in the server {r['server_p50_ms']:5.1f} ms):"
                       f" the service by itself", flush=True)
-            finally:
-                server.send_signal(signal.SIGINT)
-                server.wait(timeout=30)
     print()
     for r in rows:
         if r["clients"] == 1:
