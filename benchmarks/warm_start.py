@@ -35,6 +35,11 @@ Usage:
     .venv/bin/python benchmarks/warm_start.py --model test_resnet --epochs 10   # a quick look
     .venv/bin/python benchmarks/warm_start.py --seeds 0 1 2 --json benchmarks/out/warm_start.json
     .venv/bin/python benchmarks/warm_start.py --report benchmarks/out/warm_start.json   # print it again
+    .venv/bin/python benchmarks/warm_start.py --library benchmarks/out/ws --runs base scratch   # keep them;
+    .venv/bin/python benchmarks/warm_start.py --library benchmarks/out/ws    # later: only warm trains (same options)
+
+Training on the CPU here is deterministic: the same seed and options give the same curve to the
+last digit, so runs kept with ``--library`` are the runs a fresh call would train.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from curator import evaluation, ingest, runs, splits, train  # noqa: E402
+from curator.errors import NotFound  # noqa: E402
 from curator.library import init_library, open_library  # noqa: E402
 
 SAMPLE = ROOT / "sample_data"
@@ -150,10 +156,15 @@ def one_seed(lib, args, seed: int) -> dict:
     plans = [("base", "base", None, {}), ("scratch", "new", None, {}), ("warm", "new", f"base-s{seed}", {})]
     if args.plain:
         plans.append(("warm-plain", "new", f"base-s{seed}", {"head_epochs": 0, "lr": args.lr}))
-    for name, build, warm, extra in plans:
+    for name, build, warm, extra in [p for p in plans if not args.runs or p[0] in args.runs]:
         t0 = time.perf_counter()
         c = train.TrainConfig(**{**cfg, "model": None if warm else args.model, **extra})
-        run = train.train(lib, build, c, name=f"{name}-s{seed}", warm_start=warm)
+        try:  # kept from an earlier call with the same --library
+            run = runs.summary(lib, f"{name}-s{seed}")
+            if run["status"] != "done":  # that call was killed part-way: go on from its last epoch
+                run = train.resume(lib, run["name"])
+        except NotFound:
+            run = train.train(lib, build, c, name=f"{name}-s{seed}", warm_start=warm)
         curve = runs.epochs(lib, run["name"])
         test = evaluation.evaluate(lib, run["name"], "test")["test"]["metrics"]["accuracy"]
         rates = [r["images_per_s"] for r in curve[1:]] or [curve[0]["images_per_s"]]
@@ -182,6 +193,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="for warm-plain only")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--library", type=Path, metavar="DIR",
+                        help="keep the library and its runs here; a later call (with the same options) reuses"
+                             " the finished runs in it and resumes the interrupted ones")
+    parser.add_argument("--runs", nargs="+", choices=("base", "scratch", "warm", "warm-plain"),
+                        help="train only these (with --library, to add the rest later)")
     parser.add_argument("--report", type=Path, metavar="JSON", help="only print the comparison of figures written before")
     args = parser.parse_args()
     if args.report:
@@ -191,18 +207,27 @@ def main() -> None:
 
     views = make_views() if args.data == "views" else None
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "curator.sqlite"
-        init_library(db)
+        db = (args.library or Path(tmp)) / "curator.sqlite"
+        kept = db.exists()
+        if not kept:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            init_library(db)
         lib = open_library(db)
-        if views:
+        if kept:  # import and builds done by the call that made it; its runs are reused by name
+            base, new = (splits.show(lib, n) for n in ("base", "new"))
+            for b in (base, new):
+                b["totals"] = {sp: sum(c[sp] for c in b["counts"].values()) for sp in splits.SPLITS}
+            cutoffs = (base["params"]["min_count"], new["params"]["min_count"])
+        elif views:
             ingest.import_paths(lib, [views], labels_from_folders=True)
             cutoffs = (OLD_N - 10, NEW_N - 5)
         else:
             ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
             ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
             cutoffs = (40, 35)
-        base = splits.build(lib, min_count=cutoffs[0], name="base")
-        new = splits.build(lib, min_count=cutoffs[1], name="new")
+        if not kept:
+            base = splits.build(lib, min_count=cutoffs[0], name="base")
+            new = splits.build(lib, min_count=cutoffs[1], name="new")
         n_classes = len(new["classes"])
         print(f"{args.data}: base (min {cutoffs[0]}) {len(base['classes'])} classes, {base['totals']};"
               f" new (min {cutoffs[1]}) {n_classes} classes, {new['totals']}; {args.model} at {args.img_size} px,"
@@ -223,7 +248,7 @@ def main() -> None:
 
 def report(results: list[dict], raw: float, train_rate: float) -> None:
     print()
-    for r in results:
+    for r in [r for r in results if "scratch" in r]:
         s = r["scratch"]
         # Each run's first epoch at shares of scratch's best validation accuracy, 100% being the
         # target's figure (for scratch too: not its ``best_epoch``, which among epochs of equal

@@ -89,6 +89,28 @@ def test_a_warm_start_keeps_the_parents_model(trained_copy, cli):
                         " parent's model (leave out --model)")
 
 
+def test_a_warm_start_fine_tunes_by_default():
+    scratch = train.with_defaults(train.TrainConfig(), warm=False)
+    assert (scratch.model, scratch.epochs, scratch.lr, scratch.head_epochs) == ("resnet18", train.EPOCHS, train.LR, 0)
+    warm = train.with_defaults(train.TrainConfig(), warm=True)
+    assert (warm.model, warm.lr, warm.head_epochs) == (None, train.WARM_LR, train.WARM_HEAD_EPOCHS)
+    assert train.WARM_LR < train.LR
+    given = train.TrainConfig(model="resnet50", epochs=7, lr=0.01, head_epochs=0)
+    assert train.with_defaults(given, warm=True) == given and train.with_defaults(given, warm=False) == given
+    assert train.TrainConfig().lr is None  # the caller's config is left alone
+
+
+def test_cli_warm_start_runs_the_fine_tuning_schedule(trained_copy, cli):
+    r = cli("train", "--db", trained_copy, "--splits", "real35", "--warm-start", "parent", "--epochs", "2",
+            *CLI_TINY[2:], "--no-score", "--name", "fine")
+    assert r.exit_code == 0, r.output
+    assert "epoch   1/2" in r.output and "epoch   2/2" in r.output
+    lib = open_library(trained_copy)
+    params = runs.summary(lib, "fine")["params"]
+    assert (params["model"], params["lr"], params["head_epochs"]) == ("test_resnet", train.WARM_LR, train.WARM_HEAD_EPOCHS)
+    lib.close()
+
+
 def test_predictions_are_stored_once_with_embeddings(trained):
     again = predict.score(trained, "parent")
     assert again.scored == 0 and again.already == again.asked > 0
@@ -212,10 +234,11 @@ def test_interrupted_training_resumes(trained_copy, sig, code):
     done = len(runs.epochs(lib, "long"))
     assert 2 <= done < 6
     assert runs.summary(lib, "long")["status"] == ("interrupted" if sig == signal.SIGINT else "running")
-    p = subprocess.run(CURATOR + ["train", "--resume", "long", "--json", "--no-score"], env=env,
+    p = subprocess.run(CURATOR + ["train", "--resume", "long", "--no-score"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    result = json.loads(p.stdout)
+    assert f"epoch   {done + 1}/6" in p.stdout and "epoch   6/6" in p.stdout  # the run's length, not --epochs'
+    result = runs.summary(lib, "long")
     assert result["status"] == "done" and result["epochs"] == 6
     assert [r["epoch"] for r in runs.epochs(lib, "long")] == [1, 2, 3, 4, 5, 6]
     lib.close()

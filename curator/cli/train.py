@@ -24,7 +24,7 @@ def train(
     splits: Annotated[Optional[str], typer.Option(help="The split build to train on (see `curator splits`).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Any timm model name [default: resnet18; a warm start keeps its parent's].")] = None,
     img_size: Annotated[int, typer.Option(help="Square input size in pixels.", min=16)] = 128,
-    epochs: Annotated[int, typer.Option(help="At most this many epochs.", min=1)] = 60,
+    epochs: Annotated[int, typer.Option(help="At most this many epochs; the learning rate's cosine decay ends there.", min=1)] = 60,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score.", min=1)] = 8,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay) [default: 1e-3; 3e-4 when warm-starting].", show_default=False)] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
@@ -55,6 +55,7 @@ def train(
 
     Example: curator train --splits min40 --warm-start latest --epochs 30
     """
+    from curator import runs as runs_lib
     from curator import train as train_lib
 
     if not resume and not splits:
@@ -65,15 +66,18 @@ def train(
         raise typer.BadParameter("--warm-start starts from a run's weights: leave out --pretrained/--weights", param_hint="--warm-start")
     lib = open_lib(db)
     stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
-    show = None if json_ else _print_epoch(epochs)
+    cfg = train_lib.with_defaults(
+        train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
+                              weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
+                              rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
+                              head_epochs=head_epochs, seed=seed, device=device, workers=workers),
+        warm=bool(warm_start))
+    total = runs_lib.summary(lib, resume)["params"]["epochs"] if resume else cfg.epochs
+    show = None if json_ else _print_epoch(total)
     try:
         if resume:
             result = train_lib.resume(lib, resume, on_epoch=show, should_stop=stop)
         else:
-            cfg = train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
-                                        weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
-                                        rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
-                                        head_epochs=head_epochs, seed=seed, device=device, workers=workers)
             result = train_lib.train(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway,
                                      on_epoch=show, should_stop=stop)
     except KeyboardInterrupt:
