@@ -170,8 +170,6 @@ def _save(path, result: dict) -> None:
 
 def _train_fold(lib, run, name: str, train_ids: list[int], cfg) -> None:
     """Train (or finish, or reuse) the throw-away run of one fold."""
-    from dataclasses import replace as copy
-
     from sqlalchemy import select
 
     from curator import train
@@ -187,4 +185,4 @@ def _train_fold(lib, run, name: str, train_ids: list[int], cfg) -> None:
         return
     if not has_build:
         _fold_build(lib, run, name, train_ids)
-    train.train(lib, name, copy(cfg), name=name, throwaway=True)
+    train.train(lib, name, cfg, name=name, throwaway=True)
