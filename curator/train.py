@@ -37,8 +37,8 @@ EPOCHS, LR = 60, 1e-3
 # learning rate and a random head shook the inherited features (on sample_data it ended less
 # accurate than training from scratch in 2 of 3 seeds; on the bigger views set it spent 10
 # epochs at 0.85-0.90 and ended lower on test); one head-only epoch and 0.3x the rate did not.
-# A shorter schedule for warm starts (cosine over 10 or 15 epochs instead of 60) was tried and
-# ended lower on validation (0.909 and 0.918 against 0.929, views seed 2), so the length is shared.
+# Also tried on views seed 2 and ended lower on validation than these defaults (0.929): a
+# cosine over 10 or 15 epochs instead of 60 (0.909, 0.918), a peak of 6e-4 (0.924) or 1e-4 (0.918).
 WARM_LR, WARM_HEAD_EPOCHS = 3e-4, 1
 
 
