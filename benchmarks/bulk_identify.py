@@ -171,6 +171,19 @@ def run_fiftyone(folder: str, scratch: str) -> dict:
     return {"seconds": seconds, "images": images, "problems": len(paths) - images}
 
 
+def side_by_side(target, args_list: list[tuple]) -> float:
+    """Run ``target(*args)`` for each args on threads side by side; wall seconds until all end."""
+    import threading
+
+    threads = [threading.Thread(target=target, args=args) for args in args_list]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0
+
+
 def run_ceiling(folder: str, scratch: str) -> dict:
     """What the ceiling needs beyond the raw rate: the decode CPU time per image
     (``data.load_pixels`` one image at a time, median of 30 files per image size, weighted by
@@ -178,7 +191,6 @@ def run_ceiling(folder: str, scratch: str) -> dict:
     running side by side (``raw`` is the same with torch's threads on one batch)."""
     import os
     import statistics
-    import threading
     from collections import Counter
 
     import torch
@@ -210,13 +222,7 @@ def run_ceiling(folder: str, scratch: str) -> dict:
 
     torch.set_num_threads(1)
     forward(1)
-    streams = [threading.Thread(target=forward, args=(6,)) for _ in range(cores)]
-    t = time.perf_counter()
-    for th in streams:
-        th.start()
-    for th in streams:
-        th.join()
-    seconds = time.perf_counter() - t
+    seconds = side_by_side(forward, [(6,)] * cores)
     return {"cores": cores, "decode_ms": {k: round(v, 2) for k, v in decode.items()}, "decode_mix_ms": decode_ms,
             "images": 6 * BATCH * cores, "seconds": seconds, "problems": 0}
 

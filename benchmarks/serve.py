@@ -142,13 +142,7 @@ def load(port: int, data: bytes, name: str, clients: int, per_client: int) -> di
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = bulk_identify.side_by_side(client, [(k,) for k in range(clients)])
     return {"clients": clients, "requests": len(latencies), "errors": len(errors), "rps": len(latencies) / seconds,
             "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99)),
             "server_p50_ms": float(np.median(server_ms)), "model_p50_ms": float(np.median(model_ms))}

@@ -208,24 +208,23 @@ def main() -> None:
     views = make_views() if args.data == "views" else None
     with tempfile.TemporaryDirectory() as tmp:
         db = (args.library or Path(tmp)) / "curator.sqlite"
-        kept = db.exists()
-        if not kept:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            init_library(db)
-        lib = open_library(db)
-        if kept:  # import and builds done by the call that made it; its runs are reused by name
+        if db.exists():  # import and builds done by the call that made it; its runs are reused by name
+            lib = open_library(db)
             base, new = (splits.show(lib, n) for n in ("base", "new"))
             for b in (base, new):
                 b["totals"] = {sp: sum(c[sp] for c in b["counts"].values()) for sp in splits.SPLITS}
             cutoffs = (base["params"]["min_count"], new["params"]["min_count"])
-        elif views:
-            ingest.import_paths(lib, [views], labels_from_folders=True)
-            cutoffs = (OLD_N - 10, NEW_N - 5)
         else:
-            ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
-            ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
-            cutoffs = (40, 35)
-        if not kept:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            init_library(db)
+            lib = open_library(db)
+            if views:
+                ingest.import_paths(lib, [views], labels_from_folders=True)
+                cutoffs = (OLD_N - 10, NEW_N - 5)
+            else:
+                ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
+                ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
+                cutoffs = (40, 35)
             base = splits.build(lib, min_count=cutoffs[0], name="base")
             new = splits.build(lib, min_count=cutoffs[1], name="new")
         n_classes = len(new["classes"])

@@ -66,18 +66,16 @@ def train(
         raise typer.BadParameter("--warm-start starts from a run's weights: leave out --pretrained/--weights", param_hint="--warm-start")
     lib = open_lib(db)
     stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
-    cfg = train_lib.with_defaults(
-        train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
-                              weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
-                              rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
-                              head_epochs=head_epochs, seed=seed, device=device, workers=workers),
-        warm=bool(warm_start))
-    total = runs_lib.summary(lib, resume)["params"]["epochs"] if resume else cfg.epochs
+    total = runs_lib.summary(lib, resume)["params"]["epochs"] if resume else epochs  # a resumed run keeps its own
     show = None if json_ else _print_epoch(total)
     try:
         if resume:
             result = train_lib.resume(lib, resume, on_epoch=show, should_stop=stop)
         else:
+            cfg = train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
+                                        weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
+                                        rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
+                                        head_epochs=head_epochs, seed=seed, device=device, workers=workers)
             result = train_lib.train(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway,
                                      on_epoch=show, should_stop=stop)
     except KeyboardInterrupt:
