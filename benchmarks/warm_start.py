@@ -38,8 +38,9 @@ Usage:
     .venv/bin/python benchmarks/warm_start.py --library benchmarks/out/ws --runs base scratch   # keep them;
     .venv/bin/python benchmarks/warm_start.py --library benchmarks/out/ws    # later: only warm trains (same options)
 
-Training on the CPU here is deterministic: the same seed and options give the same curve to the
-last digit, so runs kept with ``--library`` are the runs a fresh call would train.
+Training on the CPU is deterministic on one machine: the same seed and options give the same
+curve to the last digit, so runs kept with ``--library`` are the runs a fresh call would train
+there. Not across machines (another CPU model gave another curve): compare runs from one host.
 """
 
 from __future__ import annotations

@@ -38,7 +38,9 @@ EPOCHS, LR = 60, 1e-3
 # accurate than training from scratch in 2 of 3 seeds; on the bigger views set it spent 10
 # epochs at 0.85-0.90 and ended lower on test); one head-only epoch and 0.3x the rate did not.
 # Also tried on views seed 2 and ended lower on validation than these defaults (0.929): a
-# cosine over 10 or 15 epochs instead of 60 (0.909, 0.918), a peak of 6e-4 (0.924) or 1e-4 (0.918).
+# cosine over 10 or 15 epochs instead of 60 (0.909, 0.918), a peak of 6e-4 (0.924) or 1e-4 (0.918);
+# and timm's layer-wise rates (layer_decay 0.75 from a 1e-3 head down to the stem) ended below
+# scratch on validation and test (0.924 / 0.921 against 0.926 / 0.929, on another host).
 WARM_LR, WARM_HEAD_EPOCHS = 3e-4, 1
 
 
