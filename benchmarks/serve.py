@@ -26,6 +26,14 @@ Usage:
     .venv/bin/python benchmarks/serve.py                 # ~4 minutes
     .venv/bin/python benchmarks/serve.py --requests 100 --json benchmarks/out/serve.json
     .venv/bin/python benchmarks/serve.py --model resnet50 --img-size 224
+    .venv/bin/python benchmarks/serve.py --against HEAD~1 --requests 3000   # a change, side by side
+
+``--against REF`` measures a change rather than the service: this checkout's service and git
+REF's (checked out in a temporary worktree) run at once, and ``--rounds`` rounds of one-client
+requests alternate between them in random order; it prints, per image, the median p50 of each
+and the median of the paired differences. On this VM a figure from one run moves by 2 ms with
+the minute it was taken in, more than most changes: only a side-by-side comparison sees them.
+The forward pass is stubbed out unless ``--forward``.
 """
 
 from __future__ import annotations
@@ -165,13 +173,15 @@ def stub_server(port: int) -> None:
 
 
 @contextmanager
-def running_server(scratch: Path, port: int, stub: bool = False):
-    """``curator serve`` (or the stub) on a copy of the model library, stopped with Ctrl-C after."""
+def running_server(scratch: Path, port: int, stub: bool = False, tree: Path = ROOT):
+    """``curator serve`` (or the stub) on a copy of the model library, stopped with Ctrl-C after;
+    ``tree``: the checkout whose curator serves (another one for ``--against``)."""
     import requests
 
     shutil.copytree(os.environ[MODEL_LIB_VAR], scratch / "lib")
-    env = {**os.environ, "CURATOR_DB": str(scratch / "lib" / "curator.sqlite")}
-    cmd = ([__file__, "--child", f"stub-server:{port}"] if stub else
+    env = {**os.environ, "CURATOR_DB": str(scratch / "lib" / "curator.sqlite"),
+           "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = ([str(tree / "benchmarks" / "serve.py"), "--child", f"stub-server:{port}"] if stub else
            ["-m", "curator", "serve", "--run", "bench", "--port", str(port), "--device", "cpu"])
     proc = subprocess.Popen([sys.executable, *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -193,6 +203,55 @@ def running_server(scratch: Path, port: int, stub: bool = False):
         proc.wait(timeout=30)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def against(ref: str, kind: str, data: bytes, rounds: int, per_round: int, stub: bool) -> dict:
+    """This checkout's service against ``ref``'s (a git worktree), both running at once: rounds
+    of ``per_round`` one-client requests alternating between them in random order, so that the
+    machine's drift from minute to minute falls on both. Returns the medians and the median of
+    the paired differences (this minus ref) of p50 latency and of server CPU per request."""
+    import random
+    from contextlib import ExitStack
+
+    name = "x.png" if "png" in kind else "x.jpg"
+    results: dict[str, list[tuple[float, float]]] = {"this": [], ref: []}
+    with tempfile.TemporaryDirectory(prefix="serve-ab-", dir=bulk_identify.OUT) as scratch, ExitStack() as stack:
+        worktree = Path(scratch) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), ref], check=True)
+        stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)])
+        servers = {}
+        for i, (label, tree) in enumerate([("this", ROOT), (ref, worktree)]):
+            port = free_port()
+            proc = stack.enter_context(running_server(Path(scratch) / f"lib{i}", port, stub=stub, tree=tree))
+            servers[label] = (proc.pid, port)
+            load(port, data, name, 1, 30)  # warm up
+        for _ in range(rounds):
+            for label in random.sample(list(servers), len(servers)):
+                pid, port = servers[label]
+                cpu = cpu_seconds(pid)
+                r = load(port, data, name, 1, per_round)
+                results[label].append((r["p50_ms"], (cpu_seconds(pid) - cpu) * 1000 / per_round))
+    this, other = np.array(results["this"]), np.array(results[ref])
+    diff = this - other
+    return {"image": kind, "ref": ref, "stub": stub, "rounds": rounds, "per_round": per_round,
+            "this_p50_ms": float(np.median(this[:, 0])), "ref_p50_ms": float(np.median(other[:, 0])),
+            "this_cpu_ms": float(np.median(this[:, 1])), "ref_cpu_ms": float(np.median(other[:, 1])),
+            "p50_diff_ms": float(np.median(diff[:, 0])), "p50_diff_iqr_ms": np.percentile(diff[:, 0], [25, 75]).tolist(),
+            "cpu_diff_ms": float(np.median(diff[:, 1])), "cpu_diff_iqr_ms": np.percentile(diff[:, 1], [25, 75]).tolist()}
+
+
+def free_port() -> int:
+    from socket import socket
+
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -200,6 +259,10 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18", help="any timm model name")
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--against", metavar="REF", help="compare this checkout's service with git REF's, side by side")
+    parser.add_argument("--rounds", type=int, default=20, help="with --against: alternating rounds")
+    parser.add_argument("--forward", action=argparse.BooleanOptionalAction, default=False,
+                        help="with --against: the real forward pass (default: stubbed out, the service alone)")
     args = parser.parse_args()
     if args.child and args.child.startswith("stub-server:"):
         return stub_server(int(args.child.split(":")[1]))
@@ -211,13 +274,11 @@ def main() -> None:
         return
     os.environ[MODEL_LIB_VAR] = str(model_library(args.model, args.img_size))
     print(f"model: {args.model} at {args.img_size} px", flush=True)
+    if args.against:
+        return compare(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="serve-", dir=bulk_identify.OUT) as scratch:
-        from socket import socket
-
-        with socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         for kind, data in images().items():
             out = subprocess.run([sys.executable, __file__, "--child", kind], capture_output=True, text=True, check=True)
             raw = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith(RESULT_TAG))[len(RESULT_TAG):])
@@ -249,6 +310,22 @@ def main() -> None:
             print(f"{'PASS' if ok else 'FAIL'}  {r['image']}: server overhead at p50 {r['overhead_p50']:.0%} of the"
                   f" raw forward {r['raw_p50_ms']:.1f} ms (target < 20%); p50 minus the server's own forward"
                   f" p50: {r['overhead_ms']:.1f} ms; {r['stub_p50_ms']:.1f} ms with no forward pass at all")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+        print(f"figures written to {args.json}")
+
+
+def compare(args) -> None:
+    """``--against REF``: each image, this checkout's service and REF's side by side."""
+    rows = []
+    per_round = max(1, args.requests // args.rounds)
+    for kind, data in images().items():
+        r = against(args.against, kind, data, args.rounds, per_round, stub=not args.forward)
+        rows.append(r)
+        print(f"{kind:15s} p50 {r['this_p50_ms']:6.2f} ms here, {r['ref_p50_ms']:6.2f} ms at {args.against};"
+              f" paired difference {r['p50_diff_ms']:+.2f} ms (IQR {r['p50_diff_iqr_ms'][0]:+.2f} to"
+              f" {r['p50_diff_iqr_ms'][1]:+.2f}); server CPU a request {r['this_cpu_ms']:.2f} against"
+              f" {r['ref_cpu_ms']:.2f} ms ({r['cpu_diff_ms']:+.2f})", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
         print(f"figures written to {args.json}")

@@ -37,6 +37,7 @@ Usage:
     .venv/bin/python benchmarks/warm_start.py --report benchmarks/out/warm_start.json   # print it again
     .venv/bin/python benchmarks/warm_start.py --library benchmarks/out/ws --runs base scratch   # keep them;
     .venv/bin/python benchmarks/warm_start.py --library benchmarks/out/ws    # later: only warm trains (same options)
+    .venv/bin/python benchmarks/warm_start.py --val 0.25 --no-plain   # a quarter of each class in validation
 
 Training on the CPU is deterministic on one machine: the same seed and options give the same
 curve to the last digit, so runs kept with ``--library`` are the runs a fresh call would train
@@ -192,6 +193,9 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="for warm-plain only")
+    parser.add_argument("--val", type=float, default=0.1,
+                        help="share of each class in validation (both builds; test stays 0.1): a bigger"
+                             " share makes one image weigh less in validation accuracy, with fewer to train on")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--library", type=Path, metavar="DIR",
@@ -215,6 +219,8 @@ def main() -> None:
             for b in (base, new):
                 b["totals"] = {sp: sum(c[sp] for c in b["counts"].values()) for sp in splits.SPLITS}
             cutoffs = (base["params"]["min_count"], new["params"]["min_count"])
+            if base["params"].get("val", args.val) != args.val:
+                sys.exit(f"{db} was split with --val {base['params']['val']}, not {args.val}")
         else:
             db.parent.mkdir(parents=True, exist_ok=True)
             init_library(db)
@@ -226,8 +232,8 @@ def main() -> None:
                 ingest.import_paths(lib, [SAMPLE / "library"], labels_from_folders=True)
                 ingest.import_paths(lib, [SAMPLE / "staged"], labels_from_folders=True, staged=True)
                 cutoffs = (40, 35)
-            base = splits.build(lib, min_count=cutoffs[0], name="base")
-            new = splits.build(lib, min_count=cutoffs[1], name="new")
+            base = splits.build(lib, min_count=cutoffs[0], val=args.val, name="base")
+            new = splits.build(lib, min_count=cutoffs[1], val=args.val, name="new")
         n_classes = len(new["classes"])
         print(f"{args.data}: base (min {cutoffs[0]}) {len(base['classes'])} classes, {base['totals']};"
               f" new (min {cutoffs[1]}) {n_classes} classes, {new['totals']}; {args.model} at {args.img_size} px,"
