@@ -10,8 +10,9 @@ benchmarks/ingest.py (92 KiB).
              (batch 1, inference mode): p50 over 300 calls
   serve      `curator serve` in its own process (uvicorn, every request logged to the library),
              1 and 8 concurrent clients (threads, keep-alive http.client connections) posting the
-             image; requests/s, the p50/p99 latency each client sees, and the p50 of the time
-             spent inside the endpoint (the answer's latency_ms)
+             image; requests/s, the p50/p99 latency each client sees, the p50 of the time
+             spent inside the endpoint (the answer's latency_ms) and of its forward pass, and
+             the mean batch (requests that wait for the model share its next forward pass)
   no forward the same service, 1 client, with the forward pass replaced by uniform
              probabilities: what serving costs by itself, without the forward pass competing
              with it for the cores
@@ -29,9 +30,10 @@ Usage:
     .venv/bin/python benchmarks/serve.py --against HEAD~1 --requests 3000   # a change, side by side
 
 ``--against REF`` measures a change rather than the service: this checkout's service and git
-REF's (checked out in a temporary worktree) run at once, and ``--rounds`` rounds of one-client
-requests alternate between them in random order; it prints, per image, the median p50 of each
-and the median of the paired differences. On this VM a figure from one run moves by 2 ms with
+REF's (checked out in a temporary worktree) run at once, and ``--rounds`` rounds of requests
+(from ``--clients`` clients, 1 by default) alternate between them in random order; it prints,
+per image, the median p50, server CPU a request and requests/s of each and the median of the
+paired differences. On this VM a figure from one run moves by 2 ms with
 the minute it was taken in, more than most changes: only a side-by-side comparison sees them.
 The forward pass is stubbed out unless ``--forward``.
 """
@@ -128,6 +130,7 @@ def load(port: int, data: bytes, name: str, clients: int, per_client: int) -> di
     latencies: list[float] = []
     server_ms: list[float] = []
     model_ms: list[float] = []
+    batches: list[int] = []
     errors = []
     lock = threading.Lock()
 
@@ -145,6 +148,7 @@ def load(port: int, data: bytes, name: str, clients: int, per_client: int) -> di
                         latencies.append(ms)
                         server_ms.append(answer["latency_ms"])
                         model_ms.append(answer["model_ms"])
+                        batches.append(answer.get("batch", 1))  # a ref from before batching: 1
                     else:
                         errors.append(ms)
         finally:
@@ -153,7 +157,8 @@ def load(port: int, data: bytes, name: str, clients: int, per_client: int) -> di
     seconds = bulk_identify.side_by_side(client, [(k,) for k in range(clients)])
     return {"clients": clients, "requests": len(latencies), "errors": len(errors), "rps": len(latencies) / seconds,
             "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99)),
-            "server_p50_ms": float(np.median(server_ms)), "model_p50_ms": float(np.median(model_ms))}
+            "server_p50_ms": float(np.median(server_ms)), "model_p50_ms": float(np.median(model_ms)),
+            "mean_batch": float(np.mean(batches))}
 
 
 def stub_server(port: int) -> None:
@@ -209,16 +214,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def against(ref: str, kind: str, data: bytes, rounds: int, per_round: int, stub: bool) -> dict:
+def against(ref: str, kind: str, data: bytes, rounds: int, per_round: int, stub: bool, clients: int = 1) -> dict:
     """This checkout's service against ``ref``'s (a git worktree), both running at once: rounds
-    of ``per_round`` one-client requests alternating between them in random order, so that the
-    machine's drift from minute to minute falls on both. Returns the medians and the median of
-    the paired differences (this minus ref) of p50 latency and of server CPU per request."""
+    of ``per_round`` requests from ``clients`` clients alternating between them in random order,
+    so that the machine's drift from minute to minute falls on both. Returns the medians and the
+    median of the paired differences (this minus ref) of p50 latency, server CPU per request
+    and requests/s."""
     import random
     from contextlib import ExitStack
 
     name = "x.png" if "png" in kind else "x.jpg"
-    results: dict[str, list[tuple[float, float]]] = {"this": [], ref: []}
+    results: dict[str, list[tuple[float, float, float]]] = {"this": [], ref: []}
     with tempfile.TemporaryDirectory(prefix="serve-ab-", dir=bulk_identify.OUT) as scratch, ExitStack() as stack:
         worktree = Path(scratch) / "ref"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), ref], check=True)
@@ -233,15 +239,17 @@ def against(ref: str, kind: str, data: bytes, rounds: int, per_round: int, stub:
             for label in random.sample(list(servers), len(servers)):
                 pid, port = servers[label]
                 cpu = cpu_seconds(pid)
-                r = load(port, data, name, 1, per_round)
-                results[label].append((r["p50_ms"], (cpu_seconds(pid) - cpu) * 1000 / per_round))
+                r = load(port, data, name, clients, max(1, per_round // clients))
+                results[label].append((r["p50_ms"], (cpu_seconds(pid) - cpu) * 1000 / r["requests"], r["rps"]))
     this, other = np.array(results["this"]), np.array(results[ref])
     diff = this - other
-    return {"image": kind, "ref": ref, "stub": stub, "rounds": rounds, "per_round": per_round,
+    return {"image": kind, "ref": ref, "stub": stub, "clients": clients, "rounds": rounds, "per_round": per_round,
             "this_p50_ms": float(np.median(this[:, 0])), "ref_p50_ms": float(np.median(other[:, 0])),
             "this_cpu_ms": float(np.median(this[:, 1])), "ref_cpu_ms": float(np.median(other[:, 1])),
             "p50_diff_ms": float(np.median(diff[:, 0])), "p50_diff_iqr_ms": np.percentile(diff[:, 0], [25, 75]).tolist(),
-            "cpu_diff_ms": float(np.median(diff[:, 1])), "cpu_diff_iqr_ms": np.percentile(diff[:, 1], [25, 75]).tolist()}
+            "cpu_diff_ms": float(np.median(diff[:, 1])), "cpu_diff_iqr_ms": np.percentile(diff[:, 1], [25, 75]).tolist(),
+            "this_rps": float(np.median(this[:, 2])), "ref_rps": float(np.median(other[:, 2])),
+            "rps_diff": float(np.median(diff[:, 2]))}
 
 
 def free_port() -> int:
@@ -261,6 +269,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--against", metavar="REF", help="compare this checkout's service with git REF's, side by side")
     parser.add_argument("--rounds", type=int, default=20, help="with --against: alternating rounds")
+    parser.add_argument("--clients", type=int, default=1, help="with --against: concurrent clients")
     parser.add_argument("--forward", action=argparse.BooleanOptionalAction, default=False,
                         help="with --against: the real forward pass (default: stubbed out, the service alone)")
     args = parser.parse_args()
@@ -293,7 +302,7 @@ def main() -> None:
                     rows.append(r)
                     print(f"{kind:15s} {clients} client{'s' if clients > 1 else ' '}    p50 {r['p50_ms']:6.1f} ms"
                           f"  p99 {r['p99_ms']:6.1f} ms  (in the server {r['server_p50_ms']:5.1f} ms,"
-                          f" its forward {r['model_p50_ms']:5.1f} ms)"
+                          f" its forward {r['model_p50_ms']:5.1f} ms, batch {r['mean_batch']:.1f})"
                           f"  {r['rps']:6.1f} requests/s  overhead at p50"
                           f" {r['overhead_p50']:+.0%}  ({r['errors']} errors)", flush=True)
             one_client = next(r for r in rows if r["image"] == kind and r["clients"] == 1)
@@ -320,12 +329,13 @@ def compare(args) -> None:
     rows = []
     per_round = max(1, args.requests // args.rounds)
     for kind, data in images().items():
-        r = against(args.against, kind, data, args.rounds, per_round, stub=not args.forward)
+        r = against(args.against, kind, data, args.rounds, per_round, stub=not args.forward, clients=args.clients)
         rows.append(r)
         print(f"{kind:15s} p50 {r['this_p50_ms']:6.2f} ms here, {r['ref_p50_ms']:6.2f} ms at {args.against};"
               f" paired difference {r['p50_diff_ms']:+.2f} ms (IQR {r['p50_diff_iqr_ms'][0]:+.2f} to"
               f" {r['p50_diff_iqr_ms'][1]:+.2f}); server CPU a request {r['this_cpu_ms']:.2f} against"
-              f" {r['ref_cpu_ms']:.2f} ms ({r['cpu_diff_ms']:+.2f})", flush=True)
+              f" {r['ref_cpu_ms']:.2f} ms ({r['cpu_diff_ms']:+.2f}); requests/s {r['this_rps']:.1f} against"
+              f" {r['ref_rps']:.1f} ({r['rps_diff']:+.1f})", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
         print(f"figures written to {args.json}")

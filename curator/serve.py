@@ -10,16 +10,19 @@
   "label": "CLASS"}``): a manual review of an answer.
 - ``GET /health``: the run being served.
 
-The model answers one request at a time (a lock around the forward pass); the web server's
-thread pool reads uploads and writes transactions meanwhile.
+The model runs on one thread of its own. Requests that arrive while it is busy wait in a queue
+and go through the next forward pass together, as one batch (up to ``max_batch``): no request
+waits for others to arrive, and under concurrent clients the model works on batches. The web
+server's thread pool reads uploads, decodes images and writes transactions meanwhile.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 import hashlib
 import io
 import json
+import queue
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +61,7 @@ class Answer:
     top_k: list[dict]
     latency_ms: float
     model_ms: float
+    batch: int  # images in the forward pass that answered it
 
 
 class Feedback(BaseModel):
@@ -70,9 +74,10 @@ class Feedback(BaseModel):
 
 
 class Predictor:
-    """A run's model, classes and thresholds, answering one image at a time."""
+    """A run's model, classes and thresholds; images that wait for the model share a forward pass."""
 
-    def __init__(self, lib: Library, ref: str = "production", *, top_k: int = 5, device: str = "auto") -> None:
+    def __init__(self, lib: Library, ref: str = "production", *, top_k: int = 5, device: str = "auto",
+                 max_batch: int = 8) -> None:
         from curator import predict, thresholds
         from curator.train import pick_device
 
@@ -82,6 +87,8 @@ class Predictor:
         # team of its own whose spinning workers slow the others: measured on 2 cores, the
         # forward pass took 17 ms instead of 12 once a second thread had used torch.
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="curator-model")
+        self._waiting: queue.SimpleQueue = queue.SimpleQueue()  # (pixels, Future) for the next batch
+        self.max_batch = max(1, max_batch)
         self.model, ckpt, self.run_id = self._model_thread.submit(
             predict.load_model, lib, ref, pick_device(device)).result()
         self.model.eval()
@@ -115,24 +122,50 @@ class Predictor:
             raise BadImage(400, f"not a readable image: {type(e).__name__}: {e}".splitlines()[0]) from None
         return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
-    def answer(self, pixels) -> tuple[list[tuple[str, float]], float]:
-        """Top-k ``[(class, confidence), ...]`` and the forward pass's milliseconds."""
+    def answer(self, pixels) -> tuple[list[tuple[str, float]], float, int]:
+        """Top-k ``[(class, confidence), ...]``, the forward pass's milliseconds and its batch size."""
+        done: Future = Future()
+        self._waiting.put((pixels, done))
+        self._model_thread.submit(self._forward_waiting)
+        probs, model_ms, batch = done.result()
+        conf, idx = probs.topk(self.top_k)
+        return [(self.classes[i], round(float(c), 6)) for c, i in zip(conf.tolist(), idx.tolist())], model_ms, batch
+
+    def _forward_waiting(self) -> None:
+        """On the model's thread: one forward pass over every image waiting (up to max_batch).
+
+        Each request queues its image and then this call, so there are as many calls as images;
+        a call that finds the queue emptied by an earlier batch does nothing.
+        """
+        import torch
+
         from curator.predict import forward
 
-        def timed():
+        batch = []
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._waiting.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return
+        try:
             started = time.perf_counter()
-            probs, _ = forward(self.model, pixels, self.data_config)
-            return probs, (time.perf_counter() - started) * 1000
-
-        probs, model_ms = self._model_thread.submit(timed).result()  # one at a time
-        conf, idx = probs[0].topk(self.top_k)
-        return [(self.classes[i], round(float(c), 6)) for c, i in zip(conf.tolist(), idx.tolist())], model_ms
+            probs, _ = forward(self.model, torch.cat([px for px, _ in batch]), self.data_config)
+            model_ms = (time.perf_counter() - started) * 1000
+        except BaseException as e:  # noqa: BLE001  every waiting request gets it, none hangs
+            for _, done in batch:
+                done.set_exception(e)
+            return
+        for row, (_, done) in zip(probs, batch):
+            done.set_result((row, model_ms, len(batch)))
 
 
 def create_app(lib: Library, ref: str = "production", *, top_k: int = 5, store: str | Path | None = None,
-               max_bytes: int = 20 * 2**20, device: str = "auto"):
-    """The FastAPI app serving run ``ref`` (``store``: a folder that keeps every uploaded image)."""
-    predictor = Predictor(lib, ref, top_k=top_k, device=device)
+               max_bytes: int = 20 * 2**20, device: str = "auto", max_batch: int = 8):
+    """The FastAPI app serving run ``ref`` (``store``: a folder that keeps every uploaded image;
+    ``max_batch``: the most waiting requests one forward pass answers together)."""
+    predictor = Predictor(lib, ref, top_k=top_k, device=device, max_batch=max_batch)
     store = Path(store) if store else None
     app = FastAPI(title="curator", description=f"Predictions of run {predictor.run}")
 
@@ -177,7 +210,7 @@ def create_app(lib: Library, ref: str = "production", *, top_k: int = 5, store: 
         except BadImage as e:
             log(started, status=e.status, error=str(e), **common)
             raise
-        top, model_ms = predictor.answer(pixels)
+        top, model_ms, batch = predictor.answer(pixels)
         stored = transactions.keep(store, sha, data, file.filename) if store else None
         predicted, confidence = top[0]
         threshold = predictor.threshold(predicted)
@@ -187,7 +220,8 @@ def create_app(lib: Library, ref: str = "production", *, top_k: int = 5, store: 
         answer = Answer(transaction=tid, run=predictor.run, answer=predicted if sure else NOT_SURE,
                         predicted=predicted, confidence=confidence, threshold=threshold, sure=sure,
                         top_k=[{"class": c, "confidence": p} for c, p in top],
-                        latency_ms=round((time.perf_counter() - started) * 1000, 3), model_ms=round(model_ms, 3))
+                        latency_ms=round((time.perf_counter() - started) * 1000, 3), model_ms=round(model_ms, 3),
+                        batch=batch)
         # A response, not a dict: FastAPI returns it as is, where a dict from a sync endpoint is
         # validated and encoded on a second trip through the thread pool (0.6 ms a request).
         return JSONResponse(answer.__dict__)

@@ -108,13 +108,56 @@ def test_below_the_threshold_the_answer_is_not_sure(trained_copy, tmp_path):
         run_id = s.scalar(select(Threshold.run_id))
         s.query(Threshold).filter_by(run_id=run_id).update({"threshold": 0.999999})
     predictor = serve.Predictor(lib, "parent", device="cpu")
-    top, _ = predictor.answer(predictor.pixels(sample_png()[1]))
+    top, _, _ = predictor.answer(predictor.pixels(sample_png()[1]))
     assert predictor.threshold(top[0][0]) == 0.999999
     from fastapi.testclient import TestClient
 
     client = TestClient(serve.create_app(lib, "parent", device="cpu"))
     a = client.post("/predict", files={"file": ("x.png", sample_png()[1], "image/png")}).json()
     assert (a["sure"], a["answer"], a["threshold"]) == (False, serve.NOT_SURE, 0.999999)
+
+
+def test_waiting_requests_share_one_forward_pass(trained_copy):
+    """Requests that queue while the model is busy go through the next forward pass together,
+    and each gets the answer it would have got alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lib = open_library(trained_copy)
+    predictor = serve.Predictor(lib, "parent", device="cpu", max_batch=4)
+    pixels = [predictor.pixels(p.read_bytes()) for p in sorted((SAMPLE / "pool").glob("*.png"))[:6]]
+    alone = [predictor.answer(px) for px in pixels]
+    assert {batch for _, _, batch in alone} == {1}
+    busy = threading.Event()
+    predictor._model_thread.submit(busy.wait)  # the model is busy: the six requests queue
+    with ThreadPoolExecutor(6) as pool:
+        answers = [pool.submit(predictor.answer, px) for px in pixels]
+        deadline = time.time() + 10
+        while predictor._waiting.qsize() < 6 and time.time() < deadline:
+            time.sleep(0.01)
+        busy.set()
+        together = [a.result(timeout=60) for a in answers]
+    assert sorted(batch for _, _, batch in together) == [2, 2, 4, 4, 4, 4]  # max_batch 4, then the rest
+    for (top_alone, _, _), (top_together, _, _) in zip(alone, together):
+        assert [c for c, _ in top_together] == [c for c, _ in top_alone]
+        assert np.allclose([p for _, p in top_together], [p for _, p in top_alone], atol=1e-4)
+
+
+def test_concurrent_clients_are_all_answered_and_logged(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name, data = sample_png()
+
+    def post(k: int) -> dict:
+        r = requests.post(f"{service.url}/predict", files={"file": (name, data, "image/png")}, data={"client": f"c{k}"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert len({a["transaction"] for a in answers}) == 16 and all(1 <= a["batch"] <= 8 for a in answers)
+    assert len({a["predicted"] for a in answers}) == 1  # one image, one answer, whatever the batch
+    with service.lib.session() as s:
+        assert s.scalar(select(func.count()).select_from(Transaction).where(Transaction.client.like("c%"))) == 16
 
 
 @pytest.mark.parametrize("upload, status, detail", [

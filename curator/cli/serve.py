@@ -27,6 +27,8 @@ def serve(
     store: Annotated[Optional[Path], typer.Option(help="Keep every uploaded image in this folder (opt-in).")] = None,
     max_mb: Annotated[int, typer.Option(help="Refuse uploads larger than this (413).", min=1)] = 20,
     device: Annotated[str, typer.Option(help="auto (GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
+    max_batch: Annotated[int, typer.Option(help="Requests waiting for the model go through one forward pass"
+                                                " together, up to this many (1: one at a time).", min=1)] = 8,
     db: DbOption = None,
 ) -> None:
     """Serve a run over HTTP: POST /predict (an image upload), POST /feedback, GET /health.
@@ -40,7 +42,8 @@ def serve(
 
     lib = open_lib(db)
     console.print(f"Serving on http://{host}:{port} (POST /predict, POST /feedback, GET /health); Ctrl-C stops.")
-    serve_lib.serve(lib, run, host=host, port=port, top_k=top_k, store=store, max_bytes=max_mb * 2**20, device=device)
+    serve_lib.serve(lib, run, host=host, port=port, top_k=top_k, store=store, max_bytes=max_mb * 2**20, device=device,
+                   max_batch=max_batch)
 
 
 def thresholds(
