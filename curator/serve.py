@@ -151,7 +151,8 @@ class Predictor:
             return
         try:
             started = time.perf_counter()
-            probs, _ = forward(self.model, torch.cat([px for px, _ in batch]), self.data_config)
+            pixels = batch[0][0] if len(batch) == 1 else torch.cat([px for px, _ in batch])
+            probs, _ = forward(self.model, pixels, self.data_config)
             model_ms = (time.perf_counter() - started) * 1000
         except BaseException as e:  # noqa: BLE001  every waiting request gets it, none hangs
             for _, done in batch:
