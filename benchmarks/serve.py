@@ -33,9 +33,9 @@ Usage:
 REF's (checked out in a temporary worktree) run at once, and ``--rounds`` rounds of requests
 (from ``--clients`` clients, 1 by default) alternate between them in random order; it prints,
 per image, the median p50, server CPU a request and requests/s of each and the median of the
-paired differences. On this VM a figure from one run moves by 2 ms with
-the minute it was taken in, more than most changes: only a side-by-side comparison sees them.
-The forward pass is stubbed out unless ``--forward``.
+paired differences. On this VM a figure from one run moves by 2 ms with the minute it was
+taken in, more than most changes: only a side-by-side comparison sees them. The forward pass is
+stubbed out unless ``--forward``.
 """
 
 from __future__ import annotations
