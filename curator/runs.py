@@ -12,13 +12,21 @@ from sqlalchemy import select
 
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
-from curator.library.models import Run, RunEpoch, utcnow
+from curator.library.models import TRAIN_PURPOSE, Run, RunEpoch, utcnow
+
+
+def is_training_run():
+    """The SQL condition for a real training run, not a helper (suspects folds, sweep trials).
+
+    The one home of the rule that helper runs never count as latest, nor as a default anywhere.
+    """
+    return Run.purpose == TRAIN_PURPOSE
 
 
 def find_run(s, ref: str) -> Run:
-    """A run by name, id, ``latest`` (newest finished) or ``production``."""
+    """A run by name, id, ``latest`` (newest finished training run) or ``production``."""
     if ref == "latest":
-        run = s.scalar(select(Run).where(Run.status == "done").order_by(Run.id.desc()))
+        run = s.scalar(select(Run).where(Run.status == "done", is_training_run()).order_by(Run.id.desc()))
     elif ref == "production":
         run = s.scalar(select(Run).where(Run.promoted_at.is_not(None)).order_by(Run.promoted_at.desc()))
     else:

@@ -109,7 +109,8 @@ def suspects(lib, ref: str = "latest", *, folds: int = 5, epochs: int | None = N
 
     Each of ``folds`` parts is predicted by a throw-away run trained on the other parts (named
     ``suspects-RUN-foldN``; their builds likewise), with the run's options (``epochs`` may
-    shorten them). Re-running reuses fold runs that already exist.
+    shorten them). Re-running reuses fold runs that already exist. Fold runs have purpose
+    ``suspects``: they never count as the latest run.
 
     Returns:
         ``{"run", "folds", "images", "suspects": [{image_id, path, label, suspected, score}, ...]}``.
@@ -173,7 +174,7 @@ def _train_fold(lib, run, name: str, train_ids: list[int], cfg) -> None:
     from sqlalchemy import select
 
     from curator import train
-    from curator.library.models import Run, SplitBuild
+    from curator.library.models import SUSPECTS_PURPOSE, Run, SplitBuild
 
     with lib.session() as s:
         status = s.scalar(select(Run.status).where(Run.name == name))
@@ -185,4 +186,4 @@ def _train_fold(lib, run, name: str, train_ids: list[int], cfg) -> None:
         return
     if not has_build:
         _fold_build(lib, run, name, train_ids)
-    train.train(lib, name, cfg, name=name, throwaway=True)
+    train.train(lib, name, cfg, name=name, throwaway=True, purpose=SUSPECTS_PURPOSE)

@@ -28,7 +28,7 @@ from curator import checkpoints
 from curator.data import Examples, augment, normalise, shard
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
-from curator.library.models import ACTIVE, Image, Run, RunEpoch, SplitBuild, SplitMember, utcnow
+from curator.library.models import ACTIVE, TRAIN_PURPOSE, Image, Run, RunEpoch, SplitBuild, SplitMember, utcnow
 from curator.runs import find_run, run_folder, summary
 
 CHECKPOINT_FORMAT = checkpoints.FORMAT
@@ -184,7 +184,8 @@ def _unique_name(s, wanted: str) -> str:
     return next(f"{wanted}-{i}" for i in range(2, len(taken) + 3) if f"{wanted}-{i}" not in taken)
 
 
-def _start_run(lib: Library, build_name: str, cfg: TrainConfig, *, name, warm_start, throwaway, device) -> tuple[Run, dict | None]:
+def _start_run(lib: Library, build_name: str, cfg: TrainConfig, *, name, warm_start, throwaway, device,
+               purpose=TRAIN_PURPOSE) -> tuple[Run, dict | None]:
     with lib.session() as s:
         build = _build(s, build_name)
         classes = json.loads(build.classes)
@@ -203,7 +204,8 @@ def _start_run(lib: Library, build_name: str, cfg: TrainConfig, *, name, warm_st
         folder = lib.folder / relative
         run = Run(name=run_name, build_id=build.id, parent_id=parent.id if parent else None, model=cfg.model,
                   params=json.dumps(asdict(cfg)), classes=json.dumps(classes), throwaway=throwaway,
-                  folder=relative.as_posix(), device=str(device), world_size=Dist.from_env().world)
+                  folder=relative.as_posix(), device=str(device), world_size=Dist.from_env().world,
+                  purpose=purpose)
         s.add(run)
         s.flush()
         s.expunge(run)
@@ -212,7 +214,7 @@ def _start_run(lib: Library, build_name: str, cfg: TrainConfig, *, name, warm_st
 
 
 def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: str | None = None,
-          warm_start: str | None = None, throwaway: bool = False,
+          warm_start: str | None = None, throwaway: bool = False, purpose: str = TRAIN_PURPOSE,
           on_epoch: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Train a new run on split build ``splits``.
@@ -222,6 +224,7 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
             this one; the model name follows the parent's.
         on_epoch: called with each epoch's row (rank 0 only).
         should_stop: polled between batches; True ends the run as ``interrupted`` (resumable).
+        purpose: ``train``, or a helper purpose (``suspects``): a helper run is never ``latest``.
 
     Returns:
         The run's summary (see ``summary``).
@@ -233,7 +236,8 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
         _init_distributed(device)
     run_name = None
     if dist.main:
-        run, parent = _start_run(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway, device=device)
+        run, parent = _start_run(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway, device=device,
+                                 purpose=purpose)
         run_name = run.name
     else:
         parent = checkpoints.load(_best_checkpoint(lib, warm_start)) if warm_start else None

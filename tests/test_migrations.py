@@ -128,3 +128,18 @@ def test_cli_db_upgrade_without_library(cli):
     r = cli("db", "upgrade")
     assert r.exit_code == 1
     assert r.stderr.startswith("Error: no library at ")
+
+
+def test_0006_marks_existing_suspects_fold_runs_as_helpers(library):
+    schema.downgrade(library.engine, "0005")
+    run = ("INSERT INTO runs (name, created_at, status, build_id, model, params, classes, throwaway,"
+           " epochs_run, folder, world_size) VALUES (:n, '2026-01-01', 'done', 1, 'm', '{}', '[]', :t, 1, 'f', 1)")
+    with library.engine.begin() as conn:
+        conn.execute(text("INSERT INTO split_builds (name, created_at, params, classes, report)"
+                          " VALUES ('b', '2026-01-01', '{}', '[]', '{}')"))
+        for name in ("first", "suspects-first-fold1", "suspects-like-this"):
+            conn.execute(text(run), {"n": name, "t": name != "first"})
+    schema.upgrade(library.engine)
+    with library.engine.connect() as conn:
+        purposes = dict(conn.execute(text("SELECT name, purpose FROM runs")).all())
+    assert purposes == {"first": "train", "suspects-first-fold1": "suspects", "suspects-like-this": "train"}

@@ -38,6 +38,12 @@ NAMING_CONVENTION = {
 # Label states. `unknown` is a good image whose class nobody knows yet: kept, never trained on.
 UNLABELLED, LABELLED, UNKNOWN = "unlabelled", "labelled", "unknown"
 LABEL_STATES = (UNLABELLED, LABELLED, UNKNOWN)
+
+# What a run is for. Helper runs (suspects' k-fold runs, sweep trials) are kept and listed but
+# never count as the latest run (see curator.runs.find_run).
+TRAIN_PURPOSE, SUSPECTS_PURPOSE, SWEEP_PURPOSE = "train", "suspects", "sweep"
+HELPER_PURPOSES = (SUSPECTS_PURPOSE, SWEEP_PURPOSE)
+
 ACTIVE, REJECTED = "active", "rejected"
 FLAGS = ("staged", "synthetic", "benchmark")
 
@@ -336,6 +342,8 @@ class Run(Base):
     folder: Mapped[str] = mapped_column(Text)  # checkpoints and plots
     device: Mapped[str | None] = mapped_column(String(50))
     world_size: Mapped[int] = mapped_column(Integer, default=1)
+    # `train`, or a helper (see HELPER_PURPOSES) that never counts as the latest run.
+    purpose: Mapped[str] = mapped_column(String(20), default=TRAIN_PURPOSE, server_default=TRAIN_PURPOSE)
 
     build: Mapped[SplitBuild] = relationship()
     parent: Mapped[Run | None] = relationship(remote_side=[id])
@@ -344,6 +352,7 @@ class Run(Base):
         CheckConstraint(
             "status IN ('running', 'done', 'interrupted', 'failed')", name="status"
         ),
+        CheckConstraint("purpose IN ('train', 'suspects', 'sweep')", name="purpose"),
     )
 
 
