@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from curator import catalog, classes, dedup, ingest, splits
@@ -45,13 +45,15 @@ QUICK_TRAINING = {"model": "test_resnet", "img_size": 32, "epochs": 2, "patience
 
 
 def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUNT,
-          training: dict | None = None, fiftyone: bool = True) -> Iterator[tuple[str, dict]]:
+          training: dict | None = None, fiftyone: bool = True,
+          on_epoch: Callable[[dict], None] | None = None) -> Iterator[tuple[str, dict]]:
     """Run the loop on ``data`` (a sample_data/ layout), yielding (step, result) as each ends.
 
     Args:
         training: ``TrainConfig`` options for both runs (default ``TRAINING``; tests pass
             ``QUICK_TRAINING``).
         fiftyone: end by building the library's FiftyOne dataset with its saved views.
+        on_epoch: called with each training epoch's row, as ``curator train`` shows them.
     """
     data = Path(data)
     parts = {"library": data / "library", "staged": data / "staged", "pool": data / "pool"}
@@ -71,11 +73,11 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
         yield "label conflicts", {"groups": dedup.label_conflicts(s)}
     yield "build-splits at 35 (throw-away)", splits.build(lib, min_count=35, name="throwaway-35")
     training = training or TRAINING
-    yield "train a throw-away model at 35", _train(lib, "throwaway-35", training, throwaway=True)
+    yield "train a throw-away model at 35", _train(lib, "throwaway-35", training, throwaway=True, on_epoch=on_epoch)
     yield from _identify_and_accept(lib, "throwaway-35", min_count)
     yield f"build-splits at {min_count}", splits.build(lib, min_count=min_count, name=f"min{min_count}")
     yield f"warm-start at {min_count} with a new head", _train(
-        lib, f"min{min_count}", {**training, "model": None}, warm_start="throwaway-35")
+        lib, f"min{min_count}", {**training, "model": None}, warm_start="throwaway-35", on_epoch=on_epoch)
     if fiftyone:
         yield from _browse(lib, f"min{min_count}")
     yield "library", catalog.stats(lib)
@@ -117,12 +119,13 @@ def _count(rows: list[dict]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _train(lib: Library, build: str, options: dict, *, throwaway: bool = False, warm_start: str | None = None) -> dict:
+def _train(lib: Library, build: str, options: dict, *, throwaway: bool = False, warm_start: str | None = None,
+           on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train, score the build's images, evaluate on test and count the images to review."""
     from curator import evaluation, predict, train
 
     run = train.train(lib, build, train.TrainConfig(**options), name=build, throwaway=throwaway,
-                      warm_start=warm_start)
+                      warm_start=warm_start, on_epoch=on_epoch)
     predict.score(lib, run["name"])
     run["evaluation"] = evaluation.evaluate(lib, run["name"], "test").get("test")
     run["review"] = len(evaluation.review(lib, run["name"]))

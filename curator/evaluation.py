@@ -16,7 +16,8 @@ column ``k`` of ``probs`` is the probability of ``classes[k]``. Results are plai
 **Macro F1** here is the mean F1 over the classes that have images in the evaluated set or that
 the model predicted at least once. A class absent from the split and never predicted has no F1
 to speak of; counting it as 0 (what scikit-learn's ``average="macro"`` does) would lower the
-score for every class the split happens to lack. The majority-class baseline uses the same rule.
+score for every class the split happens to lack. The majority-class baseline uses the same rule:
+it predicts the most frequent training class among those that have images in the evaluated set.
 """
 
 from __future__ import annotations
@@ -48,15 +49,16 @@ def compute_metrics(
         probs: (N, K) predicted probabilities, one row per image, rows summing to 1.
         classes: the K class names in the model head's order.
         train_counts: number of training images per class name. The baseline predicts the
-            class with the most; without it, the most frequent class in ``labels``. Ties go to
-            the class first in head order.
+            class with the most among those present in ``labels``; without it, the most
+            frequent class in ``labels``. Ties go to the class first in head order.
         top_pairs: how many of the most confused pairs of classes to return.
         ece_bins: number of equal-width bins of top-1 confidence for the calibration error.
 
     Returns:
         ``{"n", "accuracy", "macro_f1", "weighted_f1", "log_loss", "ece", "baseline",
         "per_class", "confusion", "confused_pairs"}``, where ``baseline`` is ``{"class",
-        "accuracy", "macro_f1"}``; ``per_class`` lists ``{"class", "precision", "recall", "f1",
+        "accuracy", "macro_f1", "without_images"}`` (the classes with more training images
+        than the baseline's that were passed over for having none here); ``per_class`` lists ``{"class", "precision", "recall", "f1",
         "support", "predicted"}`` in head order; ``confusion`` is K lists of K counts (rows the
         true class, columns the predicted one); ``confused_pairs`` lists ``{"a", "b", "a_as_b",
         "b_as_a", "count"}`` for pairs confused at least once, most confused first (then by
@@ -277,15 +279,21 @@ def _ece(correct: np.ndarray, confidence: np.ndarray, bins: int) -> float:
 def _baseline(
     labels: np.ndarray, classes: Sequence[str], train_counts: Mapping[str, int] | None
 ) -> dict[str, Any]:
-    """Accuracy and macro F1 of always predicting the most frequent class."""
+    """Accuracy and macro F1 of always predicting the most frequent class.
+
+    Only classes with images in the evaluated set are candidates: a class trained on staged
+    images alone has none in val or test, and "always predict it" would score 0 whatever the
+    model does. Classes passed over that way are listed in ``without_images``.
+    """
     k = len(classes)
+    present = np.bincount(labels, minlength=k) > 0
     if train_counts is None:
         counts = np.bincount(labels, minlength=k)
     else:
         counts = np.array([train_counts.get(name, 0) for name in classes])
         if counts.max() <= 0:
             raise ValueError(f"train_counts has no images of any of the {k} classes")
-    guess = int(np.argmax(counts))  # the first in head order on a tie
+    guess = int(np.argmax(np.where(present, counts, -1)))  # the first in head order on a tie
     predictions = np.full_like(labels, guess)
     _, _, f1, support = _scores(labels, predictions, k)
     predicted = np.bincount(predictions, minlength=k)
@@ -293,6 +301,8 @@ def _baseline(
         "class": classes[guess],
         "accuracy": float(np.mean(labels == guess)),
         "macro_f1": _macro_f1(f1, support, predicted),
+        "without_images": [classes[i] for i in np.argsort(-counts, kind="stable")
+                           if not present[i] and counts[i] > counts[guess]],
     }
 
 

@@ -99,6 +99,7 @@ def test_baseline_from_labels_and_from_train_counts(metrics):
         "class": "cat",
         "accuracy": pytest.approx(3 / 8),
         "macro_f1": pytest.approx(6 / 11 / 3),
+        "without_images": [],
     }
     counts = {"cat": 10, "dog": 50, "fox": 5, "owl": 20, "not in the head": 999}
     baseline = compute_metrics(LABELS, PROBS, CLASSES, train_counts=counts)["baseline"]
@@ -106,10 +107,20 @@ def test_baseline_from_labels_and_from_train_counts(metrics):
         "class": "dog",
         "accuracy": pytest.approx(3 / 8),
         "macro_f1": pytest.approx(6 / 11 / 3),
+        "without_images": [],
     }
-    # Predicting owl gets nothing right, and owl (predicted now) counts toward macro F1.
-    owl = compute_metrics(LABELS, PROBS, CLASSES, train_counts={"owl": 1})["baseline"]
-    assert owl == {"class": "owl", "accuracy": 0.0, "macro_f1": 0.0}
+
+
+@pytest.mark.parametrize("counts, expected", [
+    # owl has the most training images and none here (a staged-only class): never the baseline.
+    ({"cat": 10, "dog": 50, "fox": 5, "owl": 90}, ("dog", ["owl"])),
+    ({"owl": 1}, ("cat", ["owl"])),  # no evaluated class was trained on: first in head order
+    ({"fox": 7, "owl": 3}, ("fox", [])),  # owl had fewer: nothing passed over
+])
+def test_baseline_only_from_classes_with_evaluation_images(counts, expected):
+    baseline = compute_metrics(LABELS, PROBS, CLASSES, train_counts=counts)["baseline"]
+    assert (baseline["class"], baseline["without_images"]) == expected
+    assert baseline["accuracy"] > 0
 
 
 def test_result_is_plain_json_data(metrics):
@@ -140,7 +151,7 @@ def test_perfect_classifier():
     # Right every time, but only 80% and 60% sure: half the images 0.2 under, half 0.4 under.
     assert result["ece"] == pytest.approx(0.5 * 0.2 + 0.5 * 0.4)
     assert result["log_loss"] == pytest.approx(-(2 * math.log(0.8) + 2 * math.log(0.6)) / 4)
-    assert result["baseline"] == {"class": "a", "accuracy": 0.5, "macro_f1": pytest.approx(2 / 9)}
+    assert result["baseline"] == {"class": "a", "accuracy": 0.5, "macro_f1": pytest.approx(2 / 9), "without_images": []}
 
 
 def test_certain_and_right_has_no_error():

@@ -67,6 +67,11 @@ def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     assert "[build-splits at 40] min40: 5 classes" in r.stdout
     assert r.stdout.count("leak check passed") == 2
     assert "[train a throw-away model at 35] throwaway-35: test_resnet on throwaway-35, 2 epochs" in r.stdout
+    # Training is not silent: an epoch line per epoch of both runs, before each run's summary.
+    assert r.stdout.count("epoch   1/2  train loss ") == 2 and r.stdout.count("epoch   2/2  train loss ") == 2
+    assert r.stdout.index("epoch   2/2") < r.stdout.index("[train a throw-away model at 35]")
+    # sky-weather has the most training images, all staged, so none in test: never the baseline.
+    assert "; sky-weather has more training images but none here);" in r.stdout
     assert f"[bulk-identify the unlabelled pool] {EXPECTED['pool']['new_distinct_bytes']} images predicted with throwaway-35" in r.stdout
     assert "[coverage] per class" in r.stdout and "[look-alike search] " in r.stdout
     assert "[accept confident predictions] " in r.stdout

@@ -18,6 +18,16 @@ class _Group(TyperGroup):
     """Turns a CuratorError raised anywhere below, or the database refusing (a server that
     cannot be reached, a library locked too long), into one line and exit code 1."""
 
+    def parse_args(self, ctx, args):
+        # `curator --db X stats`: options belong to the command, so say where --db goes.
+        if args and (args[0] == "--db" or args[0].startswith("--db=")):
+            value = args[0].partition("=")[2] if "=" in args[0] else (args[1] if len(args) > 1 else "PATH")
+            rest = args[1:] if "=" in args[0] else args[2:]
+            command = " ".join(rest) if rest else "COMMAND"
+            typer.echo(f"Error: --db goes after the command: curator {command} --db {value}", err=True)
+            raise typer.Exit(1)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

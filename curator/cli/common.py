@@ -62,6 +62,15 @@ _NUMERIC = {"Labelled", "Real", "Staged", "Synthetic", "Benchmark", "Rejected", 
             "Needs", "Score", "Pool predicted", "Confident", "Epochs", "Best val acc", "Precision", "Recall", "F1", "Support"}
 
 
+def baseline_text(baseline: dict) -> str:
+    """The majority-class baseline in words, naming a bigger class it passed over (no images here)."""
+    text = f"majority baseline {baseline['accuracy']:.3f}, always {baseline['class']}"
+    skipped = baseline.get("without_images") or []  # evaluations stored before it was recorded lack it
+    if skipped:
+        text += f"; {', '.join(skipped)} {'has' if len(skipped) == 1 else 'have'} more training images but none here"
+    return text
+
+
 def read_refs(images: list[str] | None, file: str | None) -> list[str]:
     """Image references from arguments and from a file (``-`` is stdin), one per line."""
     refs = list(images or [])

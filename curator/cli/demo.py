@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from curator import demo as demo_lib
-from curator.cli.common import JsonOption, console, print_json
+from curator.cli.common import JsonOption, baseline_text, console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -30,10 +32,13 @@ def demo(
 
     Example: curator demo
     """
+    from curator.cli.train import epoch_printer
+
     lib = demo_lib.fresh_library(db, replace=fresh)
     results = {}
     training = dict(demo_lib.QUICK_TRAINING) if quick else {**demo_lib.TRAINING, "epochs": epochs}
-    for step, result in demo_lib.steps(lib, data, training=training, fiftyone=fiftyone or browse):
+    on_epoch = None if json_ else epoch_printer(training["epochs"])
+    for step, result in demo_lib.steps(lib, data, training=training, fiftyone=fiftyone or browse, on_epoch=on_epoch):
         results[step] = result
         if not json_:
             _print_step(step, result)
@@ -49,15 +54,23 @@ def demo(
 
 def _print_done(lib) -> None:
     db_path = Path(lib.folder) / "curator.sqlite"
-    console.print(f"\nDone. The library is {lib.display}; look around with:\n"
-                  f"  curator classes --db {db_path}\n"
-                  f"  curator duplicates --conflicts --db {db_path}\n"
-                  f"  curator splits show throwaway-35 --db {db_path}\n"
-                  f"  curator runs show min40 --db {db_path}\n"
-                  f"  curator review throwaway-35 --db {db_path}\n"
-                  f"  curator find --run throwaway-35 --unknown --db {db_path}\n"
-                  f"  curator coverage --run throwaway-35 --db {db_path}\n"
-                  f"  curator browse --run min40 --db {db_path}   (the FiftyOne app; `curator pull` takes edits back)")
+    hints = ["classes", "duplicates --conflicts", "splits show throwaway-35", "runs show min40", "review throwaway-35",
+             "find --run throwaway-35 --unknown", "coverage --run throwaway-35", "browse --run min40"]
+    console.print(f"\nDone. The library is {lib.display}; look around with:\n" + on_path_hint()
+                  + "".join(f"  curator {h} --db {db_path}\n" for h in hints).rstrip("\n")
+                  + "   (the FiftyOne app; `curator pull` takes edits back)")
+
+
+def on_path_hint() -> str:
+    """A line saying how to put ``curator`` on PATH, when it is not (a fresh venv, not activated)."""
+    if shutil.which("curator"):
+        return ""
+    activate = Path(sys.prefix) / "bin" / "activate"
+    try:
+        activate = activate.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"  (first `source {activate}` to put curator on your PATH, or call {activate.parent / 'curator'})\n"
 
 
 def _print_step(step: str, r: dict) -> None:
@@ -110,7 +123,7 @@ def _print_step(step: str, r: dict) -> None:
                       + f", and {sum(name.startswith('look-alike-') for name in r['views'])} look-alike-CLASS views.")
     elif "best_val_acc" in r:
         ev = r["evaluation"]["metrics"] if r["evaluation"] else None
-        acc = f"test accuracy {ev['accuracy']:.3f} (baseline {ev['baseline']['accuracy']:.3f})" if ev else "no test images"
+        acc = f"test accuracy {ev['accuracy']:.3f} ({baseline_text(ev['baseline'])})" if ev else "no test images"
         parent = f", warm-started from {r['parent']}" if r["parent"] else ""
         console.print(f"[{step}] {r['name']}: {r['model']} on {r['build']}{parent}, {r['epochs']} epochs, best val"
                       f" accuracy {r['best_val_acc']:.3f} at epoch {r['best_epoch']}; {acc}; {r['review']} images to review.")

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, GracefulStop, JsonOption, console, err_console, open_lib, print_json, table
+from curator.cli.common import (
+    DbOption, GracefulStop, JsonOption, baseline_text, console, err_console, open_lib, print_json, table,
+)
 
 app = typer.Typer(help="Training runs: list, show curves and diagnosis, promote.")
 SPLIT_CHOICES = ("val", "test", "benchmark", "all")
@@ -67,7 +69,7 @@ def train(
     lib = open_lib(db)
     stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
     total = runs_lib.summary(lib, resume)["params"]["epochs"] if resume else epochs  # a resumed run keeps its own
-    show = None if json_ else _print_epoch(total)
+    show = None if json_ else epoch_printer(total)
     try:
         if resume:
             result = train_lib.resume(lib, resume, on_epoch=show, should_stop=stop)
@@ -93,7 +95,8 @@ def train(
     _print_run_line(result)
 
 
-def _print_epoch(total: int):
+def epoch_printer(total: int):
+    """Prints one line per epoch, as `curator train` and the demo show training."""
     def show(row: dict) -> None:
         val = "" if row["val_loss"] is None else f"  val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f}"
         console.print(f"epoch {row['epoch']:>3}/{total}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}"
@@ -125,7 +128,7 @@ def _print_run_line(r: dict) -> None:
 
 def _eval_line(split: str, ev: dict) -> str:
     m = ev["metrics"]
-    line = (f"{split}: accuracy {m['accuracy']:.3f} (majority baseline {m['baseline']['accuracy']:.3f}),"
+    line = (f"{split}: accuracy {m['accuracy']:.3f} ({baseline_text(m['baseline'])}),"
             f" macro F1 {m['macro_f1']:.3f}, log loss {m['log_loss']:.3f}, calibration error {m['ece']:.3f} on {m['n']} images")
     for role, comp in ev["comparisons"].items():
         if isinstance(comp, dict) and "accuracy" in comp:
