@@ -4,7 +4,7 @@ Every function takes ``epochs``, the run's per-epoch rows oldest first, each a d
 ``epoch`` (1-based, increasing), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
 ``lr`` and ``seconds``. Accuracies are fractions in [0, 1]. ``val_*`` is None when the run had
 no validation images, and a loss may be NaN or inf when training blew up. Nothing here prints;
-matplotlib is imported only inside :func:`plot_png`.
+matplotlib is imported only inside :func:`figure`.
 """
 
 from __future__ import annotations
@@ -212,13 +212,45 @@ def _best_epoch(epochs: list[dict]) -> int | None:
     return min(train, key=lambda p: p[1])[0] if train else None
 
 
-def plot_png(epochs: list[dict], path: str | Path, *, title: str | None = None) -> Path:
-    """Draw loss (train, val) and accuracy (train, val) side by side, the best epoch marked.
-
-    Missing (None) and non-finite values are left out of the lines. The folder is created.
+def plot_png(epochs: list[dict], path: str | Path, *, title: str | None = None,
+             diagnosis: dict | None = None) -> Path:
+    """Write :func:`figure` as a PNG. The folder is created.
 
     Returns:
         The path written.
+
+    Raises:
+        InvalidInput: ``epochs`` is empty.
+    """
+    path = Path(path)
+    fig = figure(epochs, title=title, diagnosis=diagnosis)
+    import matplotlib.pyplot as plt
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# The verdict's colour in the picture's text box: green is fine, amber is worth a look, red is not.
+VERDICT_COLOURS = {"good fit": "#e3f4e1", "too short": "#fdf0d5", "underfitting": "#fdf0d5",
+                   "overfitting": "#fbe0dc", "divergence": "#fbe0dc"}
+
+
+def figure(epochs: list[dict], *, title: str | None = None, diagnosis: dict | None = None):
+    """Loss (train, val) and accuracy (train, val) side by side on whole-epoch axes, the best
+    epoch marked, and the diagnosis written on the picture so that it stands alone: the verdict
+    in the title, its detail in a box below the panels.
+
+    Missing (None) and non-finite values are left out of the lines. The caller closes the
+    figure (``matplotlib.pyplot.close``).
+
+    Args:
+        epochs: the run's rows, as described in the module docstring.
+        title: what the picture is of (the run's name); the verdict follows it.
+        diagnosis: :func:`diagnose`'s answer [default: diagnose(epochs)].
 
     Raises:
         InvalidInput: ``epochs`` is empty.
@@ -228,22 +260,22 @@ def plot_png(epochs: list[dict], path: str | Path, *, title: str | None = None) 
     import matplotlib
 
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    found = diagnosis or diagnose(epochs)
     best = _best_epoch(epochs)
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    try:
-        _panel(loss_ax, epochs, "loss", best)
-        _panel(acc_ax, epochs, "acc", best)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(path, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4.8))
+    _panel(loss_ax, epochs, "loss", best)
+    _panel(acc_ax, epochs, "acc", best)
+    fig.suptitle(f"{title}: {found['verdict']}" if title else f"Diagnosis: {found['verdict']}",
+                 fontsize=13, fontweight="bold")
+    fig.text(0.5, 0.03, textwrap.fill(found["detail"], 110), ha="center", va="bottom", fontsize=10,
+             bbox={"boxstyle": "round,pad=0.5", "facecolor": VERDICT_COLOURS.get(found["verdict"], "#eeeeee"),
+                   "edgecolor": "#999999"})
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
 
 
 def _panel(ax, epochs: list[dict], metric: str, best: int | None) -> None:
@@ -255,6 +287,12 @@ def _panel(ax, epochs: list[dict], metric: str, best: int | None) -> None:
             ax.plot(xs, ys, style, marker=".", label=split)
     if best is not None:
         ax.axvline(best, color="grey", linestyle=":", linewidth=1, label=f"best (epoch {best})")
+    from matplotlib.ticker import MaxNLocator
+
+    # Epochs are whole: no 2.5 tick, and half an epoch of room either side of a short run.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    first, last = epochs[0]["epoch"], epochs[-1]["epoch"]
+    ax.set_xlim(first - 0.5, last + 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss" if metric == "loss" else "accuracy")
     ax.grid(alpha=0.3)

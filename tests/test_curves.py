@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from curator.curves import MIN_CHART_WIDTH, diagnose, plot_png, terminal_chart
+from curator.curves import MIN_CHART_WIDTH, diagnose, figure, plot_png, terminal_chart
 from curator.errors import InvalidInput
 
 NAN, INF = math.nan, math.inf
@@ -235,6 +235,57 @@ def test_plot_png_closes_its_figure(tmp_path):
 def test_plot_png_refuses_no_epochs(tmp_path):
     with pytest.raises(InvalidInput, match="no epochs to plot"):
         plot_png([], tmp_path / "a.png")
+
+
+@pytest.fixture
+def drawn():
+    """``drawn(epochs, **kw)``: the curves figure, rendered (so tick labels exist); closed after."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+
+    def draw(epochs, **kw):
+        fig = figure(epochs, **kw)
+        fig.canvas.draw()
+        figures.append(fig)
+        return fig
+
+    yield draw
+    for fig in figures:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("epochs", [GOOD[:1], GOOD[:2], GOOD[:3], GOOD, NO_VAL],
+                         ids=["one", "two", "three", "ten", "twenty"])
+def test_the_epoch_axis_has_whole_epochs_only(drawn, epochs):
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in drawn(epochs).axes:
+        assert isinstance(ax.xaxis.get_major_locator(), MaxNLocator)
+        low, high = ax.get_xlim()
+        shown = [t.get_position()[0] for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+        assert shown and all(float(x).is_integer() for x in shown), shown
+        assert all(t.get_text().lstrip("−-").isdigit() for t in ax.get_xticklabels() if t.get_text())
+
+
+@pytest.mark.parametrize("epochs, title, heading", [
+    (GOOD, "run 3: resnet18", "run 3: resnet18: good fit"),
+    (OVERFIT, None, "Diagnosis: overfitting"),
+    (GOOD[:2], "short", "short: too short"),
+], ids=["good", "overfit-untitled", "too-short"])
+def test_the_diagnosis_is_written_on_the_picture(drawn, epochs, title, heading):
+    fig = drawn(epochs, title=title)
+    written = [t.get_text() for t in fig.texts]
+    assert fig._suptitle.get_text() == heading
+    assert [" ".join(t.split()) for t in written if t != heading] == [diagnose(epochs)["detail"]]
+    # The box lies below the panels, not over them.
+    box = next(t for t in fig.texts if t is not fig._suptitle).get_window_extent()
+    assert all(box.y1 < ax.get_tightbbox().y0 for ax in fig.axes)
+
+
+def test_plot_png_draws_a_given_diagnosis(tmp_path, drawn):
+    given = {"verdict": "overfitting", "detail": "as the caller says"}
+    assert "as the caller says" in [t.get_text() for t in drawn(GOOD, diagnosis=given).texts]
 
 
 def plot_rows(chart: str) -> list[str]:
