@@ -22,12 +22,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import psutil
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"  # apt-get install chromium
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1400, "height": 900}
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # git-ignored
 
 
 def missing() -> str | None:
@@ -131,6 +134,25 @@ def chromium_page(viewport: dict = VIEWPORT):
             yield context.new_page()
         finally:
             browser.close()
+
+
+def keep(path: Path) -> Path:
+    """Copy a test's artefact (a screenshot) where a person can look at it after the run:
+    $CURATOR_TEST_ARTIFACTS when set, else test-artifacts/ at the repository's top (git-ignored)."""
+    folder = Path(os.environ.get("CURATOR_TEST_ARTIFACTS") or ARTIFACTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(path, folder / path.name))
+
+
+@contextmanager
+def page_errors(page):
+    """Yields a list that fills with what went wrong on ``page`` meanwhile: console errors,
+    uncaught exceptions and failed requests (a refused request beyond 127.0.0.1 included)."""
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: errors.append(f"exception: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url[:200]}"))
+    yield errors
 
 
 @dataclass

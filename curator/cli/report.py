@@ -17,15 +17,17 @@ def register(app: typer.Typer) -> None:
 
 
 def report(
-    out: Annotated[Path, typer.Option(help="Where to write the HTML page.")] = Path("report.html"),
+    out: Annotated[Path, typer.Option(help="Where to write the HTML page (missing folders are created).")] = Path("report.html"),
     since: Annotated[Optional[str], typer.Option(help="Only traffic and evaluations from this date (YYYY-MM-DD) on.")] = None,
     terminal: Annotated[bool, typer.Option("--terminal", help="Print the key numbers as tables instead of writing HTML.")] = False,
     db: DbOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """A self-contained HTML report: accuracy over time and by model version (test, benchmark,
-    reviewed production traffic), per-class accuracy and its change since the previous version,
-    a reliability diagram, usage, training curves; each plot's data as CSV.
+    """A self-contained HTML report a manager can read: a summary, then interactive charts of
+    accuracy by model version and over time (test, benchmark, reviewed production traffic),
+    per-class accuracy and its change since the previous version, a reliability diagram, usage
+    and training curves, each explained in a line, with its data as CSV. Helper runs (suspects'
+    folds) are left out.
 
     Example: curator report --out report.html --since 2026-11-01
     """
@@ -40,7 +42,9 @@ def report(
         return print_json(data)
     if terminal:
         return _print(data)
-    out.write_text(report_lib.html(data))
+    from curator import report_page
+
+    report_page.write(data, out)
     console.print(f"Wrote {out} ({out.stat().st_size // 1024} KiB): open it in a browser.")
 
 
