@@ -62,9 +62,9 @@ def html(data: dict) -> str:
 
     esc = html_lib.escape
     since = f", traffic and evaluations since {esc(data['since'])}" if data["since"] else ""
-    newest = data["versions"][-1]["run"] if data["versions"] else "RUN"
+    run = _newest_run(data)
     data_tables = tables(data)
-    sections = [_section(name, title, chart(data), _text(how), _text(empty.format(run=newest)), data_tables[name])
+    sections = [_section(name, title, chart(data), _text(how), _text(empty.format(run=run)), data_tables[name])
                 for name, title, chart, how, empty in CHARTS]
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>curator report</title>"
@@ -79,6 +79,11 @@ def _text(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html_lib.escape(text))
 
 
+def _newest_run(data: dict) -> str:
+    """The newest training run's name for a suggested command, else the placeholder RUN."""
+    return data["versions"][-1]["run"] if data["versions"] else "RUN"
+
+
 def _pct(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}%}"
 
@@ -89,8 +94,9 @@ def _summary(data: dict) -> str:
     versions = {v["run"]: v for v in data["versions"]}
     newest = versions.get(s["newest"])
     if s["change"] is not None:
-        relation = "its parent" if newest["parent"] == s["previous"] else "the run evaluated before it,"
-        change = (f"{s['change'] * 100:+.1f} points against {relation} {s['previous']} "
+        relation = "its parent" if newest["parent"] == s["previous"] else "the run evaluated before it"
+        direction = "up" if s["change"] > 0 else "down" if s["change"] < 0 else "level"
+        change = (f"{direction} {abs(s['change']) * 100:.1f} points on {s['previous']}, {relation} "
                   f"({_pct(s['previous_accuracy'])})")
     else:
         change = "no earlier version to compare with"
@@ -98,10 +104,10 @@ def _summary(data: dict) -> str:
                 f"below the class threshold" if s["answered"] else "No served requests yet: see `curator serve`.")
     tiles = [
         ("Newest evaluated run", s["newest"] or "none yet",
-         f"evaluated on {newest['test_n']} test images" if newest else EVALUATE.format(run="RUN")),
+         f"evaluated on {newest['test_n']} test images" if newest else EVALUATE.format(run=_newest_run(data))),
         ("Its test accuracy", _pct(s["test_accuracy"]), change if newest else ""),
         ("In production", s["production"] or "none yet",
-         "answers `curator serve --run production`" if s["production"] else "choose one: `curator runs promote RUN`"),
+         "served by `curator serve`" if s["production"] else "choose one: `curator runs promote RUN`"),
         ("Served requests", str(s["requests"]), answered),
         ("Reviewed production accuracy", _pct(s["reviewed_accuracy"]),
          f"of {s['reviewed']} reviewed answers" if s["reviewed"] else "no answer reviewed yet: `curator feedback`"),

@@ -125,6 +125,13 @@ def test_a_class_without_test_images_is_named_not_drawn(trained_copy):
     assert f"<p class='note'>No test images, so not scored: {', '.join(untested)}.</p>" in page
 
 
+def test_before_any_evaluation_the_page_names_the_run_to_evaluate(trained_copy):
+    data = report.gather(open_library(trained_copy))
+    page = report_page.html(data)
+    assert page.count("No evaluated run yet: run <code>curator evaluate child --split test</code>.") == 4
+    assert "No training curves yet" not in page and "id=\"chart-training_curves\"" in page
+
+
 def test_cli_html_json_terminal(reported, cli, monkeypatch, tmp_path):
     monkeypatch.setenv("CURATOR_DB", reported.url.removeprefix("sqlite:///"))
     out = tmp_path / "report.html"
@@ -238,6 +245,8 @@ def test_the_report_of_a_trained_library(reported, tmp_path):
     assert (shown["errors"], shown["charts"], shown["drawn"], shown["how"], shown["overflow"]) == ([], 6, 6, 6, False)
     assert shown["headings"] == HEADINGS
     assert "No evaluated run yet" not in shown["text"] and "No served requests yet" not in shown["text"]
-    assert "Newest evaluated run child" in shown["text"] and "against its parent parent" in shown["text"]
+    assert "Newest evaluated run child evaluated on" in shown["text"]
+    assert re.search(r"Its test accuracy [\d.]+% (up|down|level) [\d.]+ points on parent, its parent \([\d.]+%\)",
+                     shown["text"])
     assert "Served requests 6 5 answered, 1 refused; 40% below the class threshold" in shown["text"]
     assert helper not in shown["text"]
