@@ -1,24 +1,13 @@
 """The FiftyOne app in a real browser: the server on loopback, Debian's headless Chromium
 (through Playwright's client) opens a saved view of a library's dataset. Screenshots are kept
-in test-artifacts/ (git-ignored) for a person to look at."""
+(``browser.keep``) for a person to look at."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-
-from browser import app_server, chromium_page, open_view, requires_browser
+from browser import app_server, chromium_page, keep, open_view, requires_browser
 from curator import fiftyone_sync as fs
 
 pytestmark = requires_browser
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-def keep(path: Path) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copy(path, ARTIFACTS / path.name)
-
 
 def test_the_low_confidence_view_shows_its_samples(known, tmp_path):
     fs.sync(known)
