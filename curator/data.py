@@ -14,27 +14,32 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 
-def load_pixels(path: str, size: int) -> np.ndarray:
+def load_pixels(source: str | os.PathLike | IO[bytes], size: int, *, max_pixels: int | None = None) -> np.ndarray:
     """One image as ``(size, size, 3)`` uint8: EXIF-rotated, on white, shorter side resized, centred.
 
+    Every mode and format of ``curator.decode`` is read the same way as at import (16-bit and
+    float greyscale scaled, not clipped); a big JPEG is decoded at a fraction of its scale.
+
+    Args:
+        max_pixels: the hard pixel limit; None (library images, already judged at import)
+            keeps only the bytes-per-pixel bomb rule.
+
     Raises:
-        OSError, ValueError, ...: whatever PIL raises for a missing or unreadable file.
+        FileNotFoundError, PermissionError: the file cannot be opened.
+        curator.decode.Unreadable: not an image, corrupt, or a decompression bomb.
     """
     from PIL import Image as PILImage
-    from PIL import ImageOps
 
-    from curator.ingest import on_white
+    from curator.decode import read_rgb
 
-    with PILImage.open(path) as img:
-        if img.format in ("JPEG", "MPO"):
-            img.draft("RGB", (size, size))  # decode big JPEGs at a fraction of their scale
-        img = on_white(ImageOps.exif_transpose(img)).convert("RGB")
+    img = read_rgb(source, draft=size, max_pixels=max_pixels)
     scale = size / min(img.size)
     w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
     img = img.resize((w, h), PILImage.BILINEAR, reducing_gap=3.0)
@@ -86,6 +91,7 @@ class Examples:
     workers: int | None = None
     pixels: torch.Tensor | None = None  # (N, 3, S, S) uint8 once cached
     ok: torch.Tensor | None = None  # (N,) bool once cached
+    missing: int = 0  # images of the split left out: no readable path (curator.locations)
 
     @property
     def nbytes(self) -> int:

@@ -2,14 +2,22 @@
 
 An import is a stream of small transactions (``commit_every`` files each), so a kill loses at
 most the files in flight and a re-run resumes: a path already recorded with the same size and
-modification time is not read again. The same bytes at a second path become a second location
-of one image, never a second image. A file that is not a usable image (empty, corrupt,
-truncated, not an image, a decompression bomb) is recorded as a rejected image with the reason;
-it never stops the batch.
+modification time is not read again (unless it could not be read then: a higher ``max_pixels``
+or a reader installed since may read it now). The same bytes at a second path become a second location
+of one image, never a second image; when the image's own path (``Image.path``) no longer exists,
+the new location becomes it (a folder that moved and was imported again), recorded in its
+history. A file that is not a usable image (empty, corrupt, truncated, not an image, a
+decompression bomb, or anything else a decoder raises) is recorded as a rejected image with
+the reason; it never stops the batch.
+
+Every mode Pillow opens is read (palette, 1-bit, 16-bit, float, CMYK, animated, multi-page),
+HEIC and AVIF where their readers are installed, and the bomb rule judges pixels against the
+file's bytes: see ``curator.decode``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -17,7 +25,6 @@ import multiprocessing
 import os
 import signal
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,8 +32,9 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from curator import history
+from curator import decode, history
 from curator.classes import LabelSpec, parse_label, resolve
+from curator.decode import FORMATS, IMAGE_SUFFIXES, MAX_PIXELS, Unreadable
 from curator.errors import InvalidInput
 from curator.library import Library
 from curator.library.models import (
@@ -40,8 +48,7 @@ from curator.library.models import (
     utcnow,
 )
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"}
-FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF"}
+META = ("phash", "width", "height", "format", "mode", "exif_orientation", "color_sig")  # what probe reads
 HASH_SIDE = 64  # images are reduced to about this before the 32x32 pHash resize
 SERIAL_BELOW = 48  # fewer new files than this are probed in-process: no pool start-up cost
 
@@ -72,6 +79,9 @@ class ImportSummary:
     added_by_label: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    moved: int = 0  # images whose path was gone and is now the path found here
+    readmitted: int = 0  # images unreadable at an earlier import, read this time
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -84,7 +94,7 @@ class ImportSummary:
 # -- reading one file (runs in worker processes) ---------------------------------------------
 
 
-def probe(path: str) -> dict:
+def probe(path: str, max_pixels: int | None = MAX_PIXELS) -> dict:
     """Hash and check one file. Never raises: a bad file comes back with ``reason`` set."""
     out: dict = {"path": path, "sha256": None, "bytes": 0, "reason": None}
     try:
@@ -97,47 +107,30 @@ def probe(path: str) -> dict:
         out["reason"] = "empty file (0 bytes)"
         return out
     try:
-        out.update(_decode(data))
-    except _Bad as e:
+        out.update(_decode(data, max_pixels))
+    except Unreadable as e:
         out["reason"] = str(e)
+    except Exception as e:  # noqa: BLE001 - whatever one file does, the import goes on
+        out["reason"] = f"cannot be decoded: {type(e).__name__}: {decode.first_line(e)}"
     return out
 
 
-class _Bad(Exception):
-    pass
-
-
-def _decode(data: bytes) -> dict:
-    """Metadata and pHash of an image held in memory; raises _Bad with a reason."""
+def _decode(data: bytes, max_pixels: int | None) -> dict:
+    """Metadata, colour signature and pHash of an image held in memory; raises Unreadable."""
     import imagehash
     import numpy as np
-    from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-        try:
-            img = PILImage.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise _Bad("not an image: no image format recognises this file") from None
-        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as e:
-            raise _Bad(f"decompression bomb: {e}") from None
-        except Exception as e:  # noqa: BLE001 - any decoder failure is the file's fault
-            raise _Bad(f"corrupt: {e}") from None
+    with decode.open_checked(io.BytesIO(data), nbytes=len(data), max_pixels=max_pixels) as img:
         meta = {"format": img.format, "mode": img.mode, "width": img.width, "height": img.height}
         if img.format not in FORMATS:
-            raise _Bad(f"unsupported format {img.format}: curator takes {', '.join(sorted(FORMATS))}")
+            raise Unreadable(f"unsupported format {img.format}: curator takes {', '.join(sorted(FORMATS))}")
         try:
-            meta["exif_orientation"] = img.getexif().get(0x0112)
-            if img.format in ("JPEG", "MPO"):
-                # Decode at 1/2..1/8 scale: the hashes need 32x32 grey and 4x4 colour pixels,
-                # not 12 megapixels. Every byte is still decoded, so a truncated or corrupt
-                # file is still caught.
-                img.draft("RGB", (HASH_SIDE, HASH_SIDE))
-            img.load()
+            meta["exif_orientation"] = img.getexif().get(0x0112)  # a PNG's loads the pixels
         except Exception as e:  # noqa: BLE001
-            raise _Bad(f"corrupt or truncated: {e}") from None
-    img = on_white(ImageOps.exif_transpose(img))
+            raise Unreadable(f"corrupt or truncated: {decode.first_line(e)}") from None
+        # The hashes need 32x32 grey and 4x4 colour pixels, not 12 megapixels: a JPEG is decoded
+        # at 1/2..1/8 scale (every byte still decoded, so truncation is caught), then reduced.
+        img = decode.decoded(img, draft=HASH_SIDE)
     factor = min(img.size) // HASH_SIDE
     if factor > 1:
         img = img.reduce(factor)
@@ -160,16 +153,6 @@ def color_signature(img) -> bytes:
     px = np.asarray(img.convert("RGB"), dtype=np.uint8).reshape(-1, 3) >> 5
     hist = np.concatenate([np.bincount(px[:, c], minlength=8) for c in range(3)])
     return np.round(hist * 65535 / max(len(px), 1)).astype("<u2").tobytes()
-
-
-def on_white(img):
-    """Transparent pixels hide arbitrary colours: hash what a viewer sees, the image on white."""
-    from PIL import Image as PILImage
-
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        img = img.convert("RGBA")
-        return PILImage.alpha_composite(PILImage.new("RGBA", img.size, (255, 255, 255, 255)), img)
-    return img
 
 
 def _quiet_worker() -> None:
@@ -244,6 +227,7 @@ def import_paths(
     source: str | None = None,
     workers: int | None = None,
     commit_every: int = 256,
+    max_pixels: int | None = MAX_PIXELS,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ImportSummary:
@@ -258,6 +242,8 @@ def import_paths(
         source: a name for where these came from (default: the first path's folder name).
         workers: processes hashing and decoding (default: every core).
         commit_every: files per transaction; a kill loses at most this many.
+        max_pixels: refuse images with more pixels than this (None: no hard limit); sparse
+            files over 89.5 Mpx are refused whatever it is (see ``curator.decode``).
         on_progress: called with (files done, files in all) as the import goes.
         should_stop: polled after every file; when it says True, what was read is written
             and the import ends early (``summary.interrupted``). A re-run resumes.
@@ -274,13 +260,15 @@ def import_paths(
     source = source or paths[0].expanduser().resolve().name or "import"
     batch_id = _start_batch(lib, paths, source, labels_from_folders, label, unknown, flags)
     summary = ImportSummary(batch_id, files=len(candidates), ignored=ignored)
+    if not candidates:
+        summary.warnings.append(_nothing_found(paths, ignored))
     started = time.perf_counter()
     writer = _Writer(lib, summary, source, flags)
     status = "interrupted"
     stop = should_stop or (lambda: False)
     try:
         todo = writer.skip_unchanged(candidates, on_progress)
-        for chunk in _chunks(_probed(todo, workers), commit_every, stop):
+        for chunk in _chunks(_probed(todo, workers, max_pixels), commit_every, stop):
             writer.write(chunk)
             if on_progress:
                 on_progress(summary.unchanged + writer.written, len(candidates))
@@ -304,19 +292,26 @@ def _options_label(from_folders, label, unknown, staged, synthetic) -> LabelSpec
     return parse_label(label) if label else LabelSpec(UNLABELLED)
 
 
-def _probed(todo: list[Candidate], workers: int | None) -> Iterator[tuple[Candidate, dict]]:
+def _nothing_found(paths: list[Path], ignored: int) -> str:
+    where = ", ".join(str(p) for p in paths)
+    return (f"no image files found in {where} ({ignored} other files ignored); curator imports"
+            f" {' '.join(sorted(IMAGE_SUFFIXES))}")
+
+
+def _probed(todo: list[Candidate], workers: int | None, max_pixels: int | None) -> Iterator[tuple[Candidate, dict]]:
     """(candidate, probe result) in input order, from a process pool when it pays."""
     workers = workers or os.cpu_count() or 1
+    read = functools.partial(probe, max_pixels=max_pixels)
     if workers == 1 or len(todo) < SERIAL_BELOW:
         for c in todo:
-            yield c, probe(c.path)
+            yield c, read(c.path)
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
     import imagehash  # noqa: F401  (loaded once here, forked workers inherit it: no start-up cost)
     with ctx.Pool(workers, initializer=_quiet_worker) as pool:
         # imap keeps order (ids follow the walk) and streams: memory stays flat as N grows.
-        yield from zip(todo, pool.imap(probe, [c.path for c in todo], chunksize=4))
+        yield from zip(todo, pool.imap(read, [c.path for c in todo], chunksize=4))
 
 
 def _chunks(items: Iterable, size: int, stop: Callable[[], bool] = lambda: False) -> Iterator[list]:
@@ -332,6 +327,11 @@ def _chunks(items: Iterable, size: int, stop: Callable[[], bool] = lambda: False
             return
     if chunk:
         yield chunk
+
+
+def _unread():
+    """Images rejected at import because they could not be read (no size: never decoded)."""
+    return (Image.status == REJECTED) & Image.width.is_(None)
 
 
 def _start_batch(lib, paths, source, from_folders, label, unknown, flags) -> int:
@@ -366,7 +366,8 @@ class _Writer:
         self.written = 0
 
     def skip_unchanged(self, candidates, on_progress) -> list[Candidate]:
-        """Drop candidates whose path is recorded with the same size and mtime."""
+        """Drop candidates whose path is recorded with the same size and mtime, unless its image
+        could not be read then (it may be now: a higher --max-pixels, a reader installed since)."""
         todo = []
         with self.lib.session() as s:
             for chunk in _chunks(candidates, 500):
@@ -374,7 +375,8 @@ class _Writer:
                     row.path: (row.size, row.mtime_ns)
                     for row in s.execute(
                         select(ImageLocation.path, ImageLocation.size, ImageLocation.mtime_ns)
-                        .where(ImageLocation.path.in_([c.path for c in chunk]))
+                        .join(Image, Image.id == ImageLocation.image_id)
+                        .where(ImageLocation.path.in_([c.path for c in chunk]), ~_unread())
                     )
                 }
                 todo += [c for c in chunk if known.get(c.path) != (c.size, c.mtime_ns)]
@@ -404,10 +406,13 @@ class _Writer:
         image = images.get(result["sha256"])
         if image is None:
             image = images[result["sha256"]] = self._new_image(s, cand, result)
+        elif image.status == REJECTED and image.width is None:
+            self._read_again(s, image, cand, result)
         else:
             self.summary.duplicates += 1
             if cand.label.state != UNLABELLED and str(cand.label) != image.label:
                 self.summary.conflicts.append((cand.path, str(cand.label), image.label))
+            self._move_if_gone(s, image, cand.path)
         loc = locations.get(cand.path)
         if loc is None:  # the path is new
             loc = ImageLocation(path=cand.path)
@@ -416,15 +421,34 @@ class _Writer:
         loc.folder_label = str(cand.label) if cand.label.state != UNLABELLED else None
         loc.batch_id = self.summary.batch_id
 
+    def _read_again(self, s: Session, image: Image, cand: Candidate, r: dict) -> None:
+        """An image unreadable at an earlier import: rejected again, or now read and active."""
+        if r["reason"]:
+            image.reject_reason = r["reason"]
+            self.summary.rejected.append((cand.path, r["reason"]))
+            return
+        for key in META:
+            setattr(image, key, r.get(key))
+        history.record(s, image, "readmit", "status", f"rejected: {image.reject_reason}", ACTIVE,
+                       source="import", detail=f"batch {self.summary.batch_id}: read this time")
+        image.status, image.reject_reason = ACTIVE, None
+        self.summary.readmitted += 1
+
+    def _move_if_gone(self, s: Session, image: Image, path: str) -> None:
+        """A folder that moved and is imported again: its new place becomes the image's path."""
+        if image.path == path or os.path.exists(image.path):
+            return
+        history.record(s, image, "move", "path", image.path, path, source="import",
+                       detail=f"batch {self.summary.batch_id}: the old path is gone")
+        image.path = path
+        self.summary.moved += 1
+
     def _new_image(self, s: Session, cand: Candidate, r: dict) -> Image:
         if cand.label not in self._labels:
             self._labels[cand.label] = resolve(s, cand.label, create=True)
         cls, sub = self._labels[cand.label]
         image = Image(
-            sha256=r["sha256"], phash=r.get("phash"), width=r.get("width"),
-            height=r.get("height"), format=r.get("format"), mode=r.get("mode"),
-            bytes=r["bytes"], exif_orientation=r.get("exif_orientation"),
-            color_sig=r.get("color_sig"), path=cand.path,
+            sha256=r["sha256"], bytes=r["bytes"], path=cand.path, **{key: r.get(key) for key in META},
             source=self.source, batch_id=self.summary.batch_id, added_at=utcnow(),
             status=REJECTED if r["reason"] else ACTIVE, reject_reason=r["reason"],
             label_state=cand.label.state, label_class=cls, subclass=sub, **self.flags,

@@ -2,8 +2,10 @@
 
 The model is rebuilt from the run's checkpoint alone. Images stream through DataLoader workers
 in batches; each batch is written in its own transaction, so a killed run loses at most one
-batch and a re-run skips what that run already predicted. An unreadable image is stored with
-its error and skipped, never fatal.
+batch and a re-run skips what that run already predicted. Each image is read from its readable
+path (``curator.locations``: its first path, else another location that exists); an image with
+no file at any path is left out and counted (``missing``), so it is predicted once it is found
+again. An unreadable file is stored with its error and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from curator.data import loader, normalise
 from curator.errors import InvalidInput
 from curator.library import Library
 from curator.library.models import Image, Prediction, SplitMember, utcnow
+from curator.locations import readable_paths
 
 
 POOLS = ("unlabelled", "unknown", "rejected", "labelled", "all")
@@ -37,6 +40,7 @@ class ScoreSummary:
     interrupted: bool = False
     pool: str | None = None
     by_class: dict[str, int] = field(default_factory=dict)  # top-1 of the images scored now
+    missing: int = 0  # images with no file at any of their paths: not predicted
 
     @property
     def images_per_second(self) -> float:
@@ -105,8 +109,8 @@ def score(lib: Library, ref: str, image_ids: Sequence[int] | None = None, *, top
     with lib.session() as s:
         done = set(s.scalars(select(Prediction.image_id).where(Prediction.run_id == run_id)))
         todo = [i for i in ids if i not in done]
-        paths = dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(todo))).all()) if todo else {}
-    summary.already = len(ids) - len(todo)
+        paths, missing = readable_paths(s, todo)
+    summary.already, summary.missing = len(ids) - len(todo), len(missing)
     todo = [i for i in todo if i in paths][:limit]
     classes, size = ckpt["classes"], ckpt["data_config"]["input_size"][-1]
     k = min(top_k, len(classes))
@@ -194,7 +198,7 @@ def probabilities(lib: Library, ref: str, image_ids: Sequence[int]) -> tuple[lis
     """
     model, ckpt, _ = load_model(lib, ref)
     with lib.session() as s:
-        paths = dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(list(image_ids)))).all())
+        paths, _ = readable_paths(s, image_ids)
     ids = [i for i in image_ids if i in paths]
     size = ckpt["data_config"]["input_size"][-1]
     kept, out, start = [], [], 0

@@ -4,8 +4,11 @@
 
 - ``POST /predict`` (multipart ``file``, optional ``client`` tag): the top-k classes and
   confidences, and whether the top confidence clears the class's threshold (``curator
-  thresholds``); below it the answer is "not sure". Bad input (not an image, truncated, too
-  large, wrong content type) gets a 4xx with a one-line ``detail``, and is logged too.
+  thresholds``); below it the answer is "not sure". With no thresholds set for the run,
+  ``sure`` and ``threshold`` are null and ``note`` says so. Every format and mode that
+  ``curator import`` reads is read here (``curator.decode``); bad input (not an image,
+  truncated, a decompression bomb, too large, wrong content type) gets a 4xx with a one-line
+  ``detail`` (``not an image: ...``), and is logged too.
 - ``POST /feedback`` (JSON ``{"transaction": ID, "correct": true}`` or ``{"transaction": ID,
   "label": "CLASS"}``): a manual review of an answer.
 - ``GET /health``: the run being served.
@@ -38,7 +41,7 @@ from curator.library.models import Transaction
 
 NOT_SURE = "not sure"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff",
-               "application/octet-stream")
+               "image/heic", "image/heif", "image/avif", "application/octet-stream")
 
 
 class BadImage(CuratorError):
@@ -56,12 +59,13 @@ class Answer:
     answer: str  # the class, or "not sure"
     predicted: str
     confidence: float
-    threshold: float
-    sure: bool
+    threshold: float | None  # None: the run has no thresholds
+    sure: bool | None  # None: no threshold to be sure against
     top_k: list[dict]
     latency_ms: float
     model_ms: float
     batch: int  # images in the forward pass that answered it
+    note: str | None = None
 
 
 class Feedback(BaseModel):
@@ -100,26 +104,28 @@ class Predictor:
 
         with lib.session() as s:
             self.run = find_run(s, str(self.run_id)).name
+        self.no_threshold_note = f"no threshold set: every answer is given; run `curator thresholds {self.run}`"
 
-    def threshold(self, cls: str) -> float:
-        """The class's threshold; the pooled one, else 0 (always sure) when none were computed."""
+    def threshold(self, cls: str) -> float | None:
+        """The class's threshold, else the pooled one; None when the run has none."""
         from curator.thresholds import POOLED
 
-        return self.thresholds.get(cls, self.thresholds.get(POOLED, 0.0))
+        return self.thresholds.get(cls, self.thresholds.get(POOLED))
 
     def pixels(self, data: bytes):
-        """Decoded, resized pixels ``(1, 3, S, S)`` uint8; BadImage (400) if they cannot be."""
+        """Decoded, resized pixels ``(1, 3, S, S)`` uint8; BadImage (400, 413 for a bomb) if they
+        cannot be, with the reason an import would give."""
         import torch
-        from PIL import Image as PILImage
 
         from curator.data import load_pixels
+        from curator.decode import MAX_PIXELS, Unreadable, first_line
 
         try:
-            array = load_pixels(io.BytesIO(data), self.size)
-        except PILImage.DecompressionBombError:
-            raise BadImage(413, "image too large to decode (decompression bomb guard)") from None
-        except Exception as e:  # noqa: BLE001  PIL raises many kinds for a bad file
-            raise BadImage(400, f"not a readable image: {type(e).__name__}: {e}".splitlines()[0]) from None
+            array = load_pixels(io.BytesIO(data), self.size, max_pixels=MAX_PIXELS)
+        except Unreadable as e:
+            raise BadImage(413 if str(e).startswith("decompression bomb") else 400, str(e)) from None
+        except Exception as e:  # noqa: BLE001  whatever a decoder raises, the upload is refused
+            raise BadImage(400, f"cannot be decoded: {type(e).__name__}: {first_line(e)}") from None
         return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
     def answer(self, pixels) -> tuple[list[tuple[str, float]], float, int]:
@@ -215,14 +221,14 @@ def create_app(lib: Library, ref: str = "production", *, top_k: int = 5, store: 
         stored = transactions.keep(store, sha, data, file.filename) if store else None
         predicted, confidence = top[0]
         threshold = predictor.threshold(predicted)
-        sure = confidence >= threshold
+        sure = None if threshold is None else confidence >= threshold
         tid = log(started, status=200, stored_path=stored, predicted=predicted, confidence=confidence,
                   top_k=json.dumps(top), threshold=threshold, sure=sure, model_ms=model_ms, **common)
-        answer = Answer(transaction=tid, run=predictor.run, answer=predicted if sure else NOT_SURE,
+        answer = Answer(transaction=tid, run=predictor.run, answer=NOT_SURE if sure is False else predicted,
                         predicted=predicted, confidence=confidence, threshold=threshold, sure=sure,
                         top_k=[{"class": c, "confidence": p} for c, p in top],
                         latency_ms=round((time.perf_counter() - started) * 1000, 3), model_ms=round(model_ms, 3),
-                        batch=batch)
+                        batch=batch, note=predictor.no_threshold_note if threshold is None else None)
         # A response, not a dict: FastAPI returns it as is, where a dict from a sync endpoint is
         # validated and encoded on a second trip through the thread pool (0.6 ms a request).
         return JSONResponse(answer.__dict__)

@@ -29,6 +29,7 @@ from curator.data import Examples, augment, normalise, shard
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
 from curator.library.models import ACTIVE, TRAIN_PURPOSE, Image, Run, RunEpoch, SplitBuild, SplitMember, utcnow
+from curator.locations import readable_paths
 from curator.runs import find_run, run_folder, summary
 
 CHECKPOINT_FORMAT = checkpoints.FORMAT
@@ -117,22 +118,37 @@ def _build(s, name: str) -> SplitBuild:
 
 
 def split_examples(lib: Library, build_name: str, split: str, size: int, *, workers=None) -> Examples:
-    """A build's images of one split, with labels as indices into the build's class list."""
+    """A build's images of one split, with labels as indices into the build's class list; each
+    from its readable path (``curator.locations``), those with none left out and counted."""
     with lib.session() as s:
         build = _build(s, build_name)
-        classes = json.loads(build.classes)
-        index = {c: i for i, c in enumerate(classes)}
+        index = {c: i for i, c in enumerate(json.loads(build.classes))}
+        names = _class_names(s)
         rows = s.execute(
-            select(Image.path, SplitMember.image_id, Image.class_id)
+            select(SplitMember.image_id, Image.class_id)
             .join(Image, Image.id == SplitMember.image_id)
             .where(SplitMember.build_id == build.id, SplitMember.split == split, Image.status == ACTIVE)
             .order_by(SplitMember.image_id)
         ).all()
-        names = _class_names(s)
-    labels = [index.get(names.get(r[2]), -1) for r in rows]
-    keep = [i for i, y in enumerate(labels) if y >= 0]  # relabelled out of the build since
-    return Examples([rows[i][0] for i in keep], torch.tensor([labels[i] for i in keep], dtype=torch.long),
-                    size, workers=workers)
+        labels = {i: index.get(names.get(c), -1) for i, c in rows}
+        labels = {i: y for i, y in labels.items() if y >= 0}  # relabelled out of the build since
+        paths, missing = readable_paths(s, list(labels))
+    keep = [i for i in labels if i in paths]
+    return Examples([paths[i] for i in keep], torch.tensor([labels[i] for i in keep], dtype=torch.long),
+                    size, workers=workers, missing=len(missing))
+
+
+def _examples(lib: Library, build_name: str, cfg: TrainConfig) -> tuple[Examples, Examples]:
+    """The build's readable train and val images; a one-line error, before any run starts,
+    when no training image can be read."""
+    train_set = split_examples(lib, build_name, "train", cfg.img_size, workers=cfg.workers)
+    val_set = split_examples(lib, build_name, "val", cfg.img_size, workers=cfg.workers)
+    if not train_set.paths and train_set.missing:
+        raise NotFound(f"no training image of build {build_name} could be read: {train_set.missing} files missing;"
+                       " run `curator relocate OLD NEW` if their folder moved, or import them again")
+    if not train_set.paths:
+        raise InvalidInput(f"split build {build_name} has no training images")
+    return train_set, val_set
 
 
 def _class_names(s) -> dict[int, str]:
@@ -230,6 +246,7 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
         The run's summary (see ``summary``).
     """
     cfg = with_defaults(cfg or TrainConfig(), warm=bool(warm_start))
+    sets = _examples(lib, splits, cfg)
     dist = Dist.from_env()
     device = pick_device(cfg.device)
     if dist.world > 1:
@@ -246,7 +263,7 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
         classes = json.loads(_build(s, splits).classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same starting head and weights
     model = create_model(cfg, len(classes), parent)
-    return _fit(lib, run_name, cfg, model, classes, splits, device, dist, start_epoch=1, state=None,
+    return _fit(lib, run_name, cfg, model, classes, sets, splits, device, dist, start_epoch=1, state=None,
                 on_epoch=on_epoch, should_stop=should_stop)
 
 
@@ -276,6 +293,7 @@ def resume(lib: Library, ref: str, *, on_epoch=None, should_stop=lambda: False) 
     last = folder / "last.pt"
     if not last.is_file():
         raise NotFound(f"run {name} saved no epoch yet ({last} is missing): start it again with `curator train`")
+    sets = _examples(lib, build_name, cfg)
     state = torch.load(last, map_location="cpu", weights_only=False)
     device = pick_device(cfg.device)
     if dist.world > 1:
@@ -290,7 +308,7 @@ def resume(lib: Library, ref: str, *, on_epoch=None, should_stop=lambda: False) 
             # the checkpoint carries it, so it is put back.
             s.merge(RunEpoch(run_id=r.id, **state["metrics"]))
             r.epochs_run = state["epoch"]
-    return _fit(lib, name, cfg, model, classes, build_name, device, dist, start_epoch=state["epoch"] + 1,
+    return _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, start_epoch=state["epoch"] + 1,
                 state=state, on_epoch=on_epoch, should_stop=should_stop)
 
 
@@ -330,15 +348,13 @@ class _Progress:
         return acc > self.best_acc or (acc == self.best_acc and loss < self.best_loss)
 
 
-def _fit(lib, name, cfg, model, classes, build_name, device, dist, *, start_epoch, state, on_epoch, should_stop) -> dict:
+def _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, *, start_epoch, state, on_epoch,
+         should_stop) -> dict:
     torch.manual_seed(cfg.seed + start_epoch)
     if device.type == "cpu" and dist.world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
     data_cfg = _data_config(model, cfg)
-    train_set = split_examples(lib, build_name, "train", cfg.img_size, workers=cfg.workers)
-    val_set = split_examples(lib, build_name, "val", cfg.img_size, workers=cfg.workers)
-    if len(train_set.paths) == 0:
-        raise InvalidInput(f"split build {build_name} has no training images")
+    train_set, val_set = sets
     for ex in (train_set, val_set):
         if ex.nbytes <= cfg.cache_mib * 2**20:
             ex.cache()
@@ -354,7 +370,7 @@ def _fit(lib, name, cfg, model, classes, build_name, device, dist, *, start_epoc
         opt.load_state_dict(state["optimizer"])
         prog = _Progress(**state["progress"])
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start_epoch)
-    status = "done"
+    status, failure = "done", None
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -364,6 +380,10 @@ def _fit(lib, name, cfg, model, classes, build_name, device, dist, *, start_epoc
                              should_stop)
         if stats is None:
             status, epoch = "interrupted", epoch - 1
+            break
+        if not math.isfinite(stats[0]):  # never an epoch row: its loss is not a number
+            status, failure = "failed", _why_failed(name, epoch, stats[2], len(train_set.paths), cfg)
+            epoch -= 1
             break
         val_loss, val_acc = _val_pass(model, val_set, cfg, data_cfg, device)
         seconds = time.perf_counter() - t0
@@ -380,9 +400,6 @@ def _fit(lib, name, cfg, model, classes, build_name, device, dist, *, start_epoc
             _save_epoch(lib, name, model, opt, cfg, classes, data_cfg, build_name, row, prog, better)
             if on_epoch:
                 on_epoch(row)
-        if not math.isfinite(stats[0]):
-            status = "failed"
-            break
         if prog.bad_epochs >= cfg.patience:
             break
         if should_stop():
@@ -394,7 +411,17 @@ def _fit(lib, name, cfg, model, classes, build_name, device, dist, *, start_epoc
         import torch.distributed as tdist
 
         tdist.barrier()
-    return summary(lib, name) if dist.main else {"name": name, "rank": dist.rank}
+    if failure:
+        raise InvalidInput(failure)
+    if not dist.main:
+        return {"name": name, "rank": dist.rank}
+    return summary(lib, name) | {"missing": train_set.missing + val_set.missing}
+
+
+def _why_failed(name: str, epoch: int, read: int, images: int, cfg: TrainConfig) -> str:
+    why = (f"none of its {images} training images could be read" if not read else
+           f"the training loss is not a number; train again with a lower --lr (it was {cfg.lr:g})")
+    return f"run {name} failed in epoch {epoch}: {why}"
 
 
 def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:

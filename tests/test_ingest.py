@@ -398,7 +398,42 @@ def test_interrupted_import_resumes_to_the_same_library(new_db, big_tree, cli_en
     assert saved <= partial < 361
 
     resumed = json.loads(_imported(broken, big_tree, cli_env).stdout)
-    assert resumed["unchanged"] == partial + (resumed["files"] - 361)  # + the empty file's twin
+    # The empty file (the first one read) was rejected as unreadable: every import reads it again.
+    assert resumed["unchanged"] == partial - 1 and resumed["rejected"] == [[str(big_tree / "class0" / "empty.png"),
+                                                                           "empty file (0 bytes)"]]
     assert dump(broken) == dump(whole)
     statuses = [r[0] for r in query(broken, "SELECT status FROM import_batches ORDER BY id")]
     assert statuses == ["interrupted", "done"]
+
+
+@pytest.mark.parametrize("files, ignored", [({}, 0), ({"notes.txt": b"hi", "data.csv": b"1,2"}, 2)],
+                         ids=["empty", "no-images"])
+def test_an_import_that_finds_no_image_says_so(cli, library, tmp_path, files, ignored):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    r = cli("import", folder)
+    assert r.exit_code == 0 and "Imported 0 new images from 0 files" in r.stdout
+    assert r.stderr == (f"Warning: no image files found in {folder} ({ignored} other files ignored); curator imports"
+                        " .avif .bmp .dib .gif .heic .heif .jpe .jpeg .jpg .png .tif .tiff .webp\n")
+
+
+def test_a_file_unreadable_then_is_read_again_by_the_next_import(library, tmp_path, monkeypatch):
+    """A reader installed since (here: a decoder that failed and works now) readmits the image."""
+    from curator import decode
+
+    path = write_image(tmp_path / "in" / "a.png", seed=1)
+    real = decode.to_rgb
+    monkeypatch.setattr(decode, "to_rgb", lambda img: (_ for _ in ()).throw(OSError("no reader")))
+    first = ingest.import_paths(library, [path])
+    assert first.rejected == [(str(path), "corrupt or truncated: no reader")]
+    monkeypatch.setattr(decode, "to_rgb", real)
+    again = ingest.import_paths(library, [path])
+    assert (again.readmitted, again.rejected, again.unchanged) == (1, [], 0)
+    with library.session() as s:
+        im = s.scalar(select(Image))
+        assert (im.status, im.reject_reason, im.width) == ("active", None, 48)
+        actions = [e.action for e in s.scalars(select(LabelEvent).order_by(LabelEvent.id))]
+    assert actions == ["import", "reject", "readmit"]
+    assert ingest.import_paths(library, [path]).unchanged == 1  # read once it is good

@@ -60,22 +60,23 @@ def test_limit_and_a_stopped_run_resume_where_they_left_off(pooled):
     assert len([i for i in _stored(pooled, "child") if i in set(pool)]) == len(pool)
 
 
-def test_unreadable_images_are_recorded_and_skipped(pooled, tmp_path):
+def test_unreadable_images_are_recorded_and_missing_ones_counted(pooled, tmp_path):
     moved = tmp_path / "moved"
     with pooled.session() as s:
-        images = s.scalars(select(Image).where(Image.label_state == "unlabelled").order_by(Image.id).limit(2)).all()
-        gone, broken = images[0], images[1]
+        images = s.scalars(select(Image).where(Image.label_state == "unlabelled").order_by(Image.id).limit(3)).all()
+        gone, broken, found = images
         shutil.copy(broken.path, moved)
-        gone.path, broken.path = str(tmp_path / "nowhere.png"), str(moved)
+        gone.path = gone.locations[0].path = str(tmp_path / "nowhere.png")
+        broken.path = broken.locations[0].path = str(moved)
+        found.path = str(tmp_path / "old-place.png")  # its location is still there: read from it
     moved.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     summary = predict.bulk_identify(pooled, "child", workers=0)
-    assert {e["image_id"] for e in summary.errors} == {gone.id, broken.id}
-    reasons = {e["image_id"]: e["error"] for e in summary.errors}
-    assert reasons[gone.id] == f"missing file: {tmp_path / 'nowhere.png'}"
-    assert reasons[broken.id].startswith("unreadable: ")
-    assert summary.scored == len(predict.pool_ids(pooled, "unlabelled")) - 2
+    assert [e["image_id"] for e in summary.errors] == [broken.id]
+    assert summary.errors[0]["error"] == "unreadable: not an image: no image format recognises this file"
+    assert summary.missing == 1 and summary.scored == len(predict.pool_ids(pooled, "unlabelled")) - 2
     stored = _stored(pooled, "child")
-    assert stored[gone.id].predicted is None and stored[gone.id].error == reasons[gone.id]
+    assert gone.id not in stored and stored[found.id].predicted  # predicted once it is found again
+    assert stored[broken.id].predicted is None and stored[broken.id].error == summary.errors[0]["error"]
 
 
 @pytest.mark.parametrize("pool", ["unknown", "labelled", "rejected", "all"])

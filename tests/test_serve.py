@@ -12,6 +12,7 @@ import requests
 from sqlalchemy import func, select
 
 from conftest import SAMPLE, as_json, error
+from test_formats import KINDS, PRESENT, _png_bomb, _write
 from curator import serve, thresholds
 from curator.library import open_library
 from curator.library.models import Image, Threshold, Transaction
@@ -93,9 +94,12 @@ def test_predict_answers_and_logs_a_transaction(service):
     assert a["run"] == "parent" and len(a["top_k"]) == min(5, len(classes))
     assert a["predicted"] == a["top_k"][0]["class"] and a["confidence"] == a["top_k"][0]["confidence"]
     assert [x["confidence"] for x in a["top_k"]] == sorted((x["confidence"] for x in a["top_k"]), reverse=True)
-    assert a["threshold"] == 0.0 and a["sure"] and a["answer"] == a["predicted"]  # no thresholds yet: always sure
+    # No thresholds yet: the answer is given, and it says that nothing decided whether it is sure.
+    assert (a["threshold"], a["sure"], a["answer"]) == (None, None, a["predicted"])
+    assert a["note"] == "no threshold set: every answer is given; run `curator thresholds parent`"
     t = logged(service.lib, a["transaction"])
-    assert (t.status, t.client, t.predicted, t.sure, t.bytes) == (200, "shop-7", a["predicted"], True, len(data))
+    assert (t.status, t.client, t.predicted, t.sure, t.threshold, t.bytes) == (200, "shop-7", a["predicted"], None,
+                                                                                 None, len(data))
     assert t.latency_ms > 0 and t.model_ms > 0 and len(t.sha256) == 64
     assert t.stored_path and open(t.stored_path, "rb").read() == data
     assert requests.get(f"{service.url}/health").json() == {"run": "parent", "classes": len(classes), "thresholds": False}
@@ -114,7 +118,7 @@ def test_below_the_threshold_the_answer_is_not_sure(trained_copy, tmp_path):
 
     client = TestClient(serve.create_app(lib, "parent", device="cpu"))
     a = client.post("/predict", files={"file": ("x.png", sample_png()[1], "image/png")}).json()
-    assert (a["sure"], a["answer"], a["threshold"]) == (False, serve.NOT_SURE, 0.999999)
+    assert (a["sure"], a["answer"], a["threshold"], a["note"]) == (False, serve.NOT_SURE, 0.999999, None)
 
 
 def test_waiting_requests_share_one_forward_pass(trained_copy):
@@ -163,7 +167,9 @@ def test_concurrent_clients_are_all_answered_and_logged(service):
 @pytest.mark.parametrize("upload, status, detail", [
     (("notes.txt", b"hello", "text/plain"), 415, "content type text/plain is not an image type"),
     (("x.png", b"", "image/png"), 400, "empty upload"),
-    (("x.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image/png"), 400, "not a readable image: "),
+    (("x.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image/png"), 400, "not an image: no image format recognises this file"),
+    (("notes.png", b"just some text\n", "image/png"), 400, "not an image: no image format recognises this file"),
+    (("bomb.png", _png_bomb(20_000, 20_000), "image/png"), 413, "decompression bomb: 20000x20000 is 400,000,000 pixels"),
     (("big.png", b"\0" * 200_001, "image/png"), 413, "image larger than 0 MiB"),
     (None, 422, "file: Field required"),
 ])
@@ -171,6 +177,7 @@ def test_bad_input_is_a_4xx_and_logged(service, upload, status, detail):
     files = {"file": upload} if upload else None
     r = requests.post(f"{service.url}/predict", files=files, data={"client": "tests"})
     assert r.status_code == status and r.json()["detail"].startswith(detail), r.text
+    assert "\n" not in r.json()["detail"] and "BytesIO" not in r.json()["detail"]
     with service.lib.session() as s:
         t = s.scalars(select(Transaction).order_by(Transaction.id.desc())).first()
         assert (t.status, t.predicted) == (status, None) and t.error.startswith(detail)
@@ -181,7 +188,15 @@ def test_bad_input_is_a_4xx_and_logged(service, upload, status, detail):
 def test_a_truncated_image_is_refused(service):
     name, data = sample_png()
     r = requests.post(f"{service.url}/predict", files={"file": (name, data[: len(data) // 2], "image/png")})
-    assert r.status_code == 400 and r.json()["detail"].startswith("not a readable image")
+    assert r.status_code == 400 and r.json()["detail"] == "corrupt or truncated: image file is truncated"
+
+
+def test_every_mode_import_reads_is_answered(service, tmp_path):
+    for name in PRESENT:
+        _write(tmp_path, name, seed=len(name))
+        r = requests.post(f"{service.url}/predict", files={"file": (name, (tmp_path / name).read_bytes(),
+                                                                    "application/octet-stream")})
+        assert r.status_code == 200, (name, KINDS[name][1], r.text)
 
 
 def test_feedback_over_http_and_from_the_cli(service, cli, monkeypatch):

@@ -49,10 +49,12 @@ app = typer.Typer(
 )
 
 from curator.cli import (  # noqa: E402
-    browse, classes, dedup, demo, filters, ingest, labels, library, predict, report, serve, splits, suspects, train,
+    browse, classes, dedup, demo, filters, ingest, labels, library, locations, predict, report, serve, splits, suspects,
+    train,
 )
 
-for group in (library, ingest, labels, classes, dedup, splits, train, predict, filters, suspects, browse, serve, report, demo):  # register commands
+for group in (library, ingest, locations, labels, classes, dedup, splits, train, predict, filters, suspects, browse, serve,
+              report, demo):  # register commands
     group.register(app)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator import ingest
+from curator import decode, ingest
 from curator.cli.common import (
     DbOption,
     GracefulStop,
@@ -20,7 +20,7 @@ from curator.cli.common import (
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import")(import_)
+    app.command("import", help=import_.__doc__.replace("{formats}", decode.formats_line()))(import_)
 
 
 def import_(
@@ -35,13 +35,18 @@ def import_(
     source: Annotated[Optional[str], typer.Option(help="Name of this source [default: the first folder's name].")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Processes hashing images [default: all cores].", min=1)] = None,
     commit_every: Annotated[int, typer.Option(help="Files per transaction: a kill loses at most this many.", min=1)] = 256,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images of more pixels than this (decompression bombs);"
+                                                 " files over 89.5 Mpx with under 1 byte per 100 pixels are refused anyway.",
+                                            min=1)] = decode.MAX_PIXELS,
     db: DbOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Import images: hashes, metadata and labels; same bytes twice are one image.
 
     Re-running is a no-op, and an interrupted import resumes where it stopped. Unreadable files
-    are recorded as rejected with the reason, and never stop the run.
+    are recorded as rejected with the reason, and never stop the run. Every mode is read
+    (palette, 1-bit, 16-bit, float, CMYK, animated, multi-page). {formats} A file found again
+    at a new place becomes its image's path when the old one is gone (a moved folder).
 
     Example: curator import sample_data/library --labels-from-folders
     """
@@ -56,7 +61,7 @@ def import_(
             summary = ingest.import_paths(
                 lib, paths, labels_from_folders=labels_from_folders, label=label,
                 unknown=unknown, staged=staged, synthetic=synthetic, benchmark=benchmark,
-                source=source, workers=workers, commit_every=commit_every,
+                source=source, workers=workers, commit_every=commit_every, max_pixels=max_pixels,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
                 should_stop=stop,
             )
@@ -78,6 +83,12 @@ def _print_summary(s: ingest.ImportSummary) -> None:
         f" {s.duplicates} duplicate paths, {s.unchanged} unchanged, {len(s.rejected)} rejected,"
         f" {len(s.failed)} unreadable, {s.ignored} non-image files ignored."
     )
+    if s.readmitted:
+        console.print(f"{s.readmitted} images unreadable at an earlier import were read this time: active again.")
+    if s.moved:
+        console.print(f"{s.moved} images had moved: their old path is gone, the path found now is theirs.")
+    for warning in s.warnings:
+        err_console.print(f"Warning: {warning}")
     if s.added_by_label:
         console.print("New images by label: " + ", ".join(f"{k} {v}" for k, v in sorted(s.added_by_label.items())))
     for title, rows in (("Rejected", s.rejected), ("Could not read", s.failed)):

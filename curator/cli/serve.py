@@ -35,6 +35,9 @@ def serve(
 
     Every request is a transaction in the library (time, run, image hash, answer, latency,
     client tag); below the class's threshold (`curator thresholds`) the answer is "not sure".
+    Before thresholds are set every answer is given, with "sure": null and a note saying so.
+    Uploads are read as `curator import` reads files (every mode; HEIC and AVIF where their
+    readers are installed); one that is not an image gets 400 with the reason.
 
     Example: curator serve --run production --port 8000 --store db/served
     """
