@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+from pathlib import Path
 from typing import IO
 
 from curator.errors import CuratorError
@@ -64,10 +65,16 @@ def formats_line() -> str:
 
 
 def _has_module(name: str) -> bool:
+    """Whether ``name`` can be imported; a submodule is looked for beside its package's files,
+    so that ``curator --help`` never imports the package (PIL)."""
+    parent, _, child = name.rpartition(".")
     try:
-        return importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(parent or name)
     except (ImportError, ValueError):
         return False
+    if spec is None or not parent:
+        return spec is not None
+    return any(any(Path(d).glob(f"{child}.*")) for d in spec.submodule_search_locations or ())
 
 
 _ready = False

@@ -89,6 +89,21 @@ def test_each_mode_reads_as_what_a_viewer_sees(tmp_path, name):
     assert got.std() > 0.5 * seen.std(), name
 
 
+@pytest.mark.parametrize("values, mode, grey", [
+    ([0, 32896, 65535], "I;16", [0, 128, 255]),  # 16-bit: by its full range, never clipped white
+    ([0, 128, 255], "I", [0, 128, 255]),  # 32-bit holding 8-bit values
+    ([0, 32896, 65535], "I", [0, 128, 255]),  # 32-bit holding 16-bit values
+    ([0.0, 0.5, 1.0], "F", [0, 128, 255]),  # float in 0-1
+    ([-1.0, 0.0, 1.0], "F", [0, 128, 255]),  # float in no known range: stretched
+    ([float("nan"), 0.5, 1.0], "F", [0, 128, 255]),  # NaN as 0
+])
+def test_high_bit_depths_are_scaled_to_8_bits(values, mode, grey):
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    img = PILImage.fromarray(np.array([values], dtype=dtype))
+    assert img.mode == mode
+    assert np.asarray(decode.to_rgb(img))[0, :, 0].tolist() == grey
+
+
 def test_a_folder_of_every_mode_imports_predicts_and_trains(library, tmp_path):
     root = tmp_path / "mixed"
     seed = iter(range(300, 400))
