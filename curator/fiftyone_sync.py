@@ -184,19 +184,20 @@ def _label_key(state: str, cls: str | None, sub: str | None) -> str:
     return f"{cls}/{sub}" if sub else cls
 
 
-def _resolve_run(lib: Library, run: str | None) -> Run | None:
-    """The run whose predictions to show: ``run``, else the latest finished one, else none."""
-    from curator.runs import find_run
+def _resolve_run(lib: Library, run: str | None) -> tuple[Run | None, list[str]]:
+    """The run whose predictions to show: ``run``, else the one that ``find`` defaults to (the
+    newest training run that predicted the pool; see ``curator.runs``), else none; and notes."""
+    from curator.runs import pick_run
 
     with lib.session() as s:
         try:
-            found = find_run(s, run or "latest")
+            found, notes = pick_run(s, run)
         except NotFound:
             if run:
                 raise
-            return None
+            return None, []
         s.expunge(found)
-        return found
+        return found, notes
 
 
 def _suspects(lib: Library, run: Run | None) -> dict[int, dict]:
@@ -387,15 +388,16 @@ def sync(lib: Library, run: str | None = None, *, on_progress=None) -> dict:
 
     Args:
         run: the run whose predictions to show (name, id, ``latest``, ``production``); by
-            default the latest finished run, or none yet.
+            default the newest training run that predicted the pool, or none yet.
         on_progress: called with a short message at each stage.
 
     Returns:
-        ``{"dataset", "database", "run", "samples", "added", "updated", "removed", "kept_edits",
-        "views"}``: ``kept_edits`` counts samples whose pending app edits were left for ``pull``.
+        ``{"dataset", "database", "run", "notes", "samples", "added", "updated", "removed",
+        "kept_edits", "views"}``: ``notes`` as ``curator.runs.pick_run`` gives them;
+        ``kept_edits`` counts samples whose pending app edits were left for ``pull``.
     """
     say = on_progress or (lambda msg: None)
-    found_run = _resolve_run(lib, run)
+    found_run, notes = _resolve_run(lib, run)
     fo = connect(lib)
     say("reading the library")
     rows = library_rows(lib, found_run)
@@ -419,7 +421,8 @@ def sync(lib: Library, run: str | None = None, *, on_progress=None) -> dict:
     say("saving views")
     views = save_views(lib, dataset, found_run)
     return {"dataset": dataset.name, "database": _where(lib),
-            "run": found_run.name if found_run else None, "samples": len(dataset), "added": len(new),
+            "run": found_run.name if found_run else None, "notes": notes, "samples": len(dataset),
+            "added": len(new),
             "updated": len(changed), "removed": len(gone), "kept_edits": len(kept), "views": views}
 
 
@@ -595,7 +598,7 @@ def pull(lib: Library, *, resolve: str | None = None, create: bool = False, on_p
                 out["tagged"].append(cid)
     if settled:
         say(f"writing back {len(settled)} samples")
-        rows = library_rows(lib, _resolve_run(lib, run))
+        rows = library_rows(lib, _resolve_run(lib, run)[0])
         _write(fo, dataset, {i: rows[i] for i in settled if i in rows}, keep=set(), state=state)
     out["sync"] = sync(lib, run, on_progress=on_progress)
     return out
@@ -624,7 +627,15 @@ def launch(lib: Library, view: str | None = None, *, address: str = "127.0.0.1",
     if dataset is None:
         raise NotFound("no FiftyOne dataset for this library yet: run `curator browse --no-launch` first")
     shown = dataset.load_saved_view(view) if view else None
-    session = fo.launch_app(dataset, view=shown, address=address, port=port, remote=True, auto=False)
+    # FiftyOne logs its own remote-session instructions (always: curator opens the browser
+    # itself); `curator browse` prints its own, with the right port, once.
+    quiet = logging.getLogger("fiftyone.core.session.session")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        session = fo.launch_app(dataset, view=shown, address=address, port=port, remote=True, auto=False)
+    finally:
+        quiet.setLevel(level)
     if open_browser:
         webbrowser.open(app_url(dataset.name, view, address, port))
     return session

@@ -5,6 +5,11 @@ predictions and returns plain rows, sorted the way the question asks (least sure
 look-alike search, most needed classes first for ``low_count``...). ``coverage`` joins the
 library's class counts with a run's confident predictions on the pool: can a class reach the
 cutoff by labelling what the model already finds?
+
+With no run named, both read the newest training run that predicted the images the query looks
+at (``curator.runs.pick_run``; ``_pool`` says which images) and say which run, with a note when
+the newest run has not predicted them. Names that match nothing (a class, label, sub-class,
+split or tag) are errors, not empty results.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from curator.classes import class_table
+from curator.classes import class_table, get_class, get_subclass
 from curator.errors import InvalidInput
 from curator.library import Library
 from curator.library.models import (
@@ -30,14 +35,15 @@ from curator.library.models import (
     SplitMember,
     Subclass,
 )
-from curator.runs import find_run
+from curator.runs import pick_run
+from curator.split_rules import SPLITS
 
 
 @dataclass
 class Query:
-    """What to look for; ``None`` means "any"."""
+    """What to look for; ``None`` means "any" (``run``: pick by the rule of ``curator.runs``)."""
 
-    run: str = "latest"
+    run: str | None = None
     predicted: str | None = None  # top-1 class (``--class`` / ``--predicted``)
     min_confidence: float | None = None
     max_confidence: float | None = None
@@ -76,6 +82,40 @@ def _check(q: Query) -> None:
         raise InvalidInput(f"--unknown looks at images labelled unknown, not {q.label}: drop one of them")
     if q.subclass and not q.label:
         raise InvalidInput("--subclass needs --label CLASS")
+    if q.split is not None and q.split not in SPLITS:
+        raise InvalidInput(f"--split {q.split}: use one of {', '.join(SPLITS)}")
+
+
+def _check_names(s, q: Query) -> None:
+    """Every name in ``q`` but the predicted class must exist: a typo is an error, not 0 rows."""
+    if q.label not in (None, UNLABELLED, UNKNOWN):
+        cls = get_class(s, q.label)
+        if q.subclass:
+            get_subclass(s, cls, q.subclass)
+    if q.tag is not None and s.scalar(select(ImageTag.tag).where(ImageTag.tag == q.tag).limit(1)) is None:
+        tags = ", ".join(s.scalars(select(ImageTag.tag).distinct().order_by(ImageTag.tag).limit(12))) or "none yet"
+        raise InvalidInput(f"no image is tagged {q.tag!r} (tags: {tags}):"
+                           " `curator find ... --tag TAG` tags what it shows")
+
+
+def _check_predicted(s, q: Query, run) -> None:
+    """``--class`` must be a class the run can predict."""
+    if q.predicted is None or q.predicted in json.loads(run.classes):
+        return
+    get_class(s, q.predicted)  # a typo: no such class at all
+    raise InvalidInput(f"run {run.name} cannot predict {q.predicted!r}: it was trained without it"
+                       f" (`curator runs show {run.name} --json` lists its classes)")
+
+
+def _pool(q: Query) -> str:
+    """The images a query looks at, which choose its default run: the unknown images for
+    --unknown / --label unknown, the labelled ones for --label CLASS / --subclass / --split,
+    else the pool of unlabelled images."""
+    if q.unknown or q.label == UNKNOWN:
+        return UNKNOWN
+    if q.label not in (None, UNLABELLED) or q.split is not None:
+        return LABELLED
+    return UNLABELLED
 
 
 def _rows(lib: Library, q: Query, run) -> list[dict]:
@@ -128,17 +168,22 @@ def find(lib: Library, q: Query) -> dict:
     """The images matching every option of ``q`` under its run, sorted for the question asked.
 
     Returns:
-        ``{"run", "query", "total", "rows", "classes"}``: ``total`` counts matches before
-        ``limit``; ``classes`` gives, for ``low_count`` / ``synthetic_dependent``, each
-        predicted class's labelled count and what it needs or its staged share.
+        ``{"run", "notes", "query", "total", "rows", "classes"}``: ``run`` is the run used (see
+        ``curator.runs.pick_run``), ``notes`` what to know about that choice; ``total`` counts
+        matches before ``limit``; ``classes`` gives, for ``low_count`` / ``synthetic_dependent``,
+        each predicted class's labelled count and what it needs or its staged share.
 
     Raises:
-        NotFound: no such run (or no finished run for ``latest``).
-        InvalidInput: options that contradict each other or are out of range.
+        NotFound: no such run (or no finished training run yet).
+        ClassNotFound: no class or sub-class of that name.
+        InvalidInput: options that contradict each other or are out of range; a split or tag
+            that does not exist; a class the run cannot predict.
     """
     _check(q)
     with lib.session() as s:
-        run = find_run(s, q.run)
+        _check_names(s, q)
+        run, notes = pick_run(s, q.run, _pool(q))
+        _check_predicted(s, q, run)
         run_name = run.name
         s.expunge(run)
     rows = _rows(lib, q, run)
@@ -161,14 +206,24 @@ def find(lib: Library, q: Query) -> dict:
     rows.sort(key=key)
     total = len(rows)
     cap = min(x for x in (q.lowest, q.limit, total) if x is not None)
-    return {"run": run_name, "query": asdict(q), "total": total, "rows": rows[:cap], "classes": classes}
+    return {"run": run_name, "notes": notes, "query": asdict(q), "total": total, "rows": rows[:cap],
+            "classes": classes}
 
 
-def coverage(lib: Library, run: str = "latest", *, min_count: int = 40, high_confidence: float = 0.8) -> list[dict]:
+def coverage(lib: Library, run: str | None = None, **options) -> list[dict]:
+    """The rows of ``class_coverage`` alone (as the demo reads them)."""
+    return class_coverage(lib, run, **options)["classes"]
+
+
+def class_coverage(lib: Library, run: str | None = None, *, min_count: int = 40,
+                   high_confidence: float = 0.8) -> dict:
     """Per class: labelled images, unlabelled pool images the run predicts as it (all, and at
     ``high_confidence`` or more), and whether labelling those confident ones reaches ``min_count``.
 
     Classes the run predicts but the library does not have yet are included with 0 labelled.
+
+    Returns:
+        ``{"run", "notes", "classes": [row, ...]}``, the run and notes as ``find`` gives them.
     """
     if not 0 <= high_confidence <= 1:
         raise InvalidInput(f"--high-confidence {high_confidence} is not between 0 and 1")
@@ -185,7 +240,8 @@ def coverage(lib: Library, run: str = "latest", *, min_count: int = 40, high_con
         row["confident"] += r["confidence"] >= high_confidence
     for row in out.values():
         row["reachable"] = row["labelled"] + row["confident"] >= min_count
-    return sorted(out.values(), key=lambda r: (r["reachable"], -r["needs"], r["class"]))
+    rows = sorted(out.values(), key=lambda r: (r["reachable"], -r["needs"], r["class"]))
+    return {"run": found["run"], "notes": found["notes"], "classes": rows}
 
 
 ACTIONS = ("accept", "label", "unknown", "reject", "tag")

@@ -218,6 +218,9 @@ def test_cli_browse_and_pull(known, cli):
     assert (out["samples"], out["views"]["low-confidence"], out["url"]) == (18, 3, None)
     text = cli("browse", "--no-launch").output
     assert "Saved views: low-confidence (3)" in text and "0 added, 0 updated" in text
+    assert "Open it with `curator browse` (the app then serves " in text
+    again = cli("browse", "--no-launch", "--run", "r", "--view", "lowest").stdout
+    assert "Open it with `curator browse --run r --view lowest` (the app then serves " in again
     assert error(cli("browse", "--no-launch", "--view", "nope")).startswith("Error: no saved view 'nope': there are low-confidence, ")
     assert error(cli("browse", "--no-launch", "--run", "nope")) == "Error: no run named 'nope': see `curator runs`"
     assert error(cli("pull", "--resolve", "mine")) == "Error: --resolve mine: use one of library, fiftyone"
@@ -281,3 +284,42 @@ def test_close_kills_an_app_server_that_does_not_stop(tmp_path):
     t0 = time.monotonic()
     fs.close(Stuck(), timeout=1)
     assert server.poll() is not None and time.monotonic() - t0 < 10
+
+
+def test_browse_defaults_to_the_run_that_predicted_the_pool(known, cli):
+    """A newer run that predicted only a labelled image: browse keeps r, and says why."""
+    with known.session() as s:
+        newer = Run(name="newer", build_id=s.get(Run, 1).build_id, model="test_resnet", status="done",
+                    folder="runs/newer", classes=json.dumps(["kangaroo"]))
+        s.add(newer)
+    note = "run newer has not predicted the pool: run `curator bulk-identify --run newer`"
+    assert (fs.sync(known)["run"], fs.sync(known)["notes"]) == ("r", [note])
+    shown = cli("browse", "--no-launch")
+    assert "predictions of r)" in shown.stdout and shown.stderr.strip() == f"Note: {note}"
+    assert fs.sync(known, "newer")["run"] == "newer"
+
+
+def test_browse_remote_prints_the_ssh_instructions_once(known, cli, monkeypatch):
+    """The real app server; only the wait for Ctrl-C is cut short."""
+    import logging
+    import signal
+
+    from fiftyone.core.session import Session
+
+    from browser import free_port
+
+    heard = []
+    handler = logging.Handler()
+    handler.emit = heard.append
+    monkeypatch.setattr(Session, "wait", lambda self, wait=3: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's own Ctrl-C
+    logging.getLogger("fiftyone").addHandler(handler)
+    port = free_port()
+    try:
+        shown = cli("browse", "--remote", "--port", port)
+    finally:
+        logging.getLogger("fiftyone").removeHandler(handler)
+    assert shown.exit_code == 0, shown.output
+    said = shown.output + "\n".join(record.getMessage() for record in heard)
+    assert said.count("ssh -N -L") == 1
+    assert f"From another machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS-HOST" in shown.stdout

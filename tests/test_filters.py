@@ -67,6 +67,22 @@ def test_bad_queries_are_one_line_errors(known, cli, query, message):
     assert str(e.value) == message
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--class", "zebra"], "Error: no class 'zebra' (known: antelope, emu, kangaroo, wombat)"),
+    (["--class", "emu"], "Error: run r cannot predict 'emu': it was trained without it"
+                         " (`curator runs show r --json` lists its classes)"),
+    (["--label", "zebra"], "Error: no class 'zebra' (known: antelope, emu, kangaroo, wombat)"),
+    (["--label", "kangaroo", "--subclass", "joey"], "Error: class 'kangaroo' has no sub-class 'joey' (known: none)"),
+    (["--tagged", "nosuchtag"], "Error: no image is tagged 'nosuchtag' (tags: none yet):"
+                                " `curator find ... --tag TAG` tags what it shows"),
+    (["--split", "nosuch"], "Error: --split nosuch: use one of train, val, test, benchmark"),
+])
+def test_unknown_names_are_errors_not_empty_results(known, cli, args, message):
+    assert cli("classes", "add", "emu").exit_code == 0  # in the library, not in run r's head
+    assert error(cli("find", "--run", "r", *args)) == message
+    assert error(cli("find", *args)) == message  # the run picked by default: r too
+
+
 def test_cli_outputs(known, cli):
     table = cli("find", "--run", "r", "--class", "kangaroo", "--max-confidence", "0.6")
     assert table.exit_code == 0 and "2 images (predictions of r)." in table.stdout

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from conftest import SAMPLE, as_json, error
 from curator import ingest, labels, splits, suspects, train
 from curator.errors import InvalidInput
-from curator.library.models import Image, LabelClass
+from curator.library.models import Image, LabelClass, Run
+from curator.runs import find_run
 
 
 def test_confident_learning_flags_exactly_the_confidently_other_images():
@@ -68,6 +69,11 @@ def test_suspects_finds_labels_flipped_on_purpose(library, cli):
     ranks = sorted(i for i, r in enumerate(result["suspects"]) if r["image_id"] in flipped)
     assert len([r for r in ranks if r < 5]) >= 3, ranks  # the flips lead the ranking
     assert len(found) <= 0.2 * result["images"]
+    # The fold runs are helper runs: `latest` is still r.
+    with library.session() as s:
+        assert dict(s.execute(select(Run.name, Run.purpose)).all()) == {
+            "r": "train", **{f"suspects-r-fold{f}": "suspects" for f in (1, 2, 3)}}
+        assert find_run(s, "latest").name == "r"
     # A second call reuses the fold runs; the CLI shows the same ranking.
     again = as_json(cli("suspects", "--run", "r", "--folds", "3", "--json"))
     assert [r["image_id"] for r in again["suspects"]] == [r["image_id"] for r in result["suspects"]]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, status, table
+from curator.cli.filters import show_notes
 from curator.errors import InvalidInput
 
 
@@ -22,7 +23,7 @@ CreateOption = Annotated[bool, typer.Option("--create", help="A label naming a n
 
 
 def browse(
-    run: Annotated[Optional[str], typer.Option(help="Whose predictions to show: a run name or id, 'latest' or 'production' [default: latest, if any].")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Whose predictions to show: a run name or id, 'latest' or 'production' [default: the newest run that predicted the pool, if any].")] = None,
     view: Annotated[Optional[str], typer.Option(help="Saved view to open [default: low-confidence when there are predictions].")] = None,
     port: Annotated[int, typer.Option(help="The app's port.")] = 5151,
     address: Annotated[str, typer.Option(help="The address the app listens on.")] = "127.0.0.1",
@@ -49,6 +50,7 @@ def browse(
     with status("starting FiftyOne's database", quiet=json_) as say:
         pulled = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say) if pull_first else None
         result = fiftyone_sync.sync(lib, run, on_progress=say)
+    show_notes(result["notes"])
     views = result["views"]
     chosen = view or ("low-confidence" if "low-confidence" in views else None)
     if view and view not in views:
@@ -62,7 +64,8 @@ def browse(
         _show_sync(result)
     if not launch:
         if not json_:
-            console.print(f"Open it with `curator browse` (the app then serves {url}).")
+            again = " ".join(["curator browse", *(f"--{k} {v}" for k, v in (("run", run), ("view", view)) if v)])
+            console.print(f"Open it with `{again}` (the app then serves {url}).")
         return
     serve(lib, chosen, address=address, port=port, remote=remote)
 

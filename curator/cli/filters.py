@@ -8,9 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
+from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json, table
 
 COLUMNS = ("image_id", "label", "predicted", "confidence", "split", "path")
+RunOption = Annotated[Optional[str], typer.Option(
+    help="Whose predictions: a run name or id, 'latest' or 'production'"
+         " [default: the newest run that predicted the images asked about].", show_default=False)]
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
 
 def find(
-    run: Annotated[str, typer.Option(help="Whose predictions: a run name or id, 'latest' or 'production'.")] = "latest",
+    run: RunOption = None,
     class_: Annotated[Optional[str], typer.Option("--class", "--predicted", help="Predicted as this class (with --max-confidence: a look-alike search).")] = None,
     max_confidence: Annotated[Optional[float], typer.Option(help="Top confidence at most this.")] = None,
     min_confidence: Annotated[Optional[float], typer.Option(help="Top confidence at least this.")] = None,
@@ -49,6 +52,9 @@ def find(
 ) -> None:
     """Find images worth labelling among a run's predictions; every option composes.
 
+    Without --run: the newest run that predicted the pool (--unknown: the unknown images;
+    --label CLASS or --split: the labelled ones); a note says when a newer run has not.
+
     At most one action (--accept, --set-label, --mark-unknown, --reject, --tag) applies to the
     images shown; every change goes to label history.
 
@@ -68,10 +74,13 @@ def find(
     lib = open_lib(db)
     result = filters.find(lib, q)
     rows = result["rows"]
+    show_notes(result["notes"])
     if chosen:
         result["action"] = filters.act(lib, result, chosen[0][0], chosen[0][1], create=create)
     if json_:
         return print_json(result)
+    if paths or csv_:
+        err_console.print(f"{len(rows)} images (predictions of {result['run']}).")
     if paths:
         for r in rows:
             typer.echo(r["path"])
@@ -96,8 +105,14 @@ def find(
                       " (see `curator history IMAGE`).")
 
 
+def show_notes(notes: list[str]) -> None:
+    """A service result's notes (which run a command read, and why), on stderr."""
+    for note in notes:
+        err_console.print(f"Note: {note}")
+
+
 def coverage(
-    run: Annotated[str, typer.Option(help="Whose predictions: a run name or id, 'latest' or 'production'.")] = "latest",
+    run: RunOption = None,
     min_count: Annotated[int, typer.Option(help="The per-class cutoff.", min=1)] = 40,
     high_confidence: Annotated[float, typer.Option(help="Predictions at least this sure count as likely finds.")] = 0.8,
     db: DbOption = None,
@@ -105,15 +120,21 @@ def coverage(
 ) -> None:
     """Per class: labelled images, pool images predicted as it, and whether the cutoff is reachable.
 
+    Without --run: the newest run that predicted the pool.
+
     Example: curator coverage --min-count 40
     """
     from curator import filters
 
-    rows = filters.coverage(open_lib(db), run, min_count=min_count, high_confidence=high_confidence)
+    result = filters.class_coverage(open_lib(db), run, min_count=min_count, high_confidence=high_confidence)
+    rows = result["classes"]
+    show_notes(result["notes"])
     if json_:
+        err_console.print(f"Pool predictions of {result['run']}.")
         return print_json(rows)
     t = table("Class", "Labelled", "Needs", "Pool predicted", "Confident", "Reachable")
     for r in rows:
         t.add_row(r["class"], str(r["labelled"]), str(r["needs"]), str(r["predicted"]), str(r["confident"]),
                   "yes" if r["reachable"] else "no")
     console.print(t)
+    console.print(f"Pool predictions of {result['run']}.")

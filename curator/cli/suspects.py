@@ -25,7 +25,8 @@ def suspects(
     """Rank labelled images whose label is probably wrong (k-fold confident learning).
 
     Trains one throw-away run per fold (suspects-RUN-foldN) with the run's options; a re-run
-    reuses them.
+    reuses them. Fold runs are helper runs: never the latest run, nor any command's default,
+    and `curator runs` lists them only with --all.
 
     Example: curator suspects --run latest --folds 5
     """

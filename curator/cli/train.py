@@ -205,24 +205,37 @@ def review(
 
 
 @app.callback(invoke_without_command=True)
-def runs(ctx: typer.Context, db: DbOption = None, json_: JsonOption = False) -> None:
+def runs(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Also list helper runs (the fold runs of `curator suspects`).")] = False,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
     """List training runs: model, build, parent, throw-away, best validation accuracy, epochs.
+
+    Helper runs (purpose suspects: the fold runs of `curator suspects`) never count as the
+    latest run; they are left out unless --all (--json lists every run, with its purpose).
 
     Example: curator runs
     """
     if ctx.invoked_subcommand:
         return
     from curator import runs as runs_lib
+    from curator.library.models import TRAIN_PURPOSE
 
     rows = runs_lib.list_runs(open_lib(db))
     if json_:
         return print_json(rows)
+    shown = [r for r in rows if all_ or r["purpose"] == TRAIN_PURPOSE]
     t = table("Run", "Model", "Build", "Parent", "Status", "Epochs", "Best val acc", "Notes")
-    for r in rows:
-        notes = ", ".join(n for n, on in (("production", r["production"]), ("throw-away", r["throwaway"])) if on)
+    for r in shown:
+        notes = ", ".join(n for n, on in (("production", r["production"]), ("throw-away", r["throwaway"]),
+                                          (f"{r['purpose']} helper", r["purpose"] != TRAIN_PURPOSE)) if on)
         acc = "-" if r["best_val_acc"] is None else f"{r['best_val_acc']:.3f}"
         t.add_row(r["name"], r["model"], r["build"], r["parent"] or "-", r["status"], str(r["epochs"]), acc, notes)
     console.print(t)
+    if len(shown) < len(rows):
+        console.print(f"{len(rows) - len(shown)} helper runs not shown (suspects folds): `curator runs --all` lists them.")
 
 
 @app.command("show")
