@@ -180,11 +180,16 @@ def _same_pixels(s: Session, a: int, b: int) -> bool:
     """Decode both images in full and compare every pixel (only for pHash distance 0)."""
     from PIL import Image as PILImage
 
+    from curator.locations import readable_paths
+
     ia, ib = s.get(Image, a), s.get(Image, b)
     if (ia.width, ia.height) != (ib.width, ib.height):
         return False
+    paths, missing = readable_paths(s, [a, b])
+    if missing:  # a file gone from every path since import: pHash evidence stands
+        return False
     try:
-        with PILImage.open(ia.path) as x, PILImage.open(ib.path) as y:
+        with PILImage.open(paths[a]) as x, PILImage.open(paths[b]) as y:
             return x.convert("RGBA").tobytes() == y.convert("RGBA").tobytes()
     except OSError:  # a file moved or vanished since import: pHash evidence stands
         return False

@@ -31,6 +31,7 @@ from curator.library.models import (
     SplitMember,
     Subclass,
 )
+from curator.locations import readable_paths
 
 SPLITS = ("train", "val", "test", "benchmark")
 FORMATS = ("imagefolder", "csv")
@@ -182,7 +183,7 @@ def show(lib: Library, name: str) -> dict:
 
 
 def members(lib: Library, name: str) -> list[dict]:
-    """Every image of a build: id, path, split, class, sub-class, sha256."""
+    """Every image of a build: id, path (one that exists, when any does), split, class, sub-class, sha256."""
     with lib.session() as s:
         b = _get(s, name)
         rows = s.execute(
@@ -193,8 +194,9 @@ def members(lib: Library, name: str) -> list[dict]:
             .where(SplitMember.build_id == b.id)
             .order_by(SplitMember.split, LabelClass.name, Image.id)
         ).all()
+        readable, _ = readable_paths(s, [r[0] for r in rows])  # a moved image: where it is now
     keys = ("image_id", "path", "split", "class", "subclass", "sha256")
-    return [dict(zip(keys, r)) for r in rows]
+    return [dict(zip(keys, (r[0], readable.get(r[0], r[1]), *r[2:]))) for r in rows]
 
 
 def export(lib: Library, name: str, out: str | os.PathLike, *, format: str = "imagefolder") -> dict:

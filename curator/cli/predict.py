@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from curator.cli.common import DbOption, GracefulStop, JsonOption, console, err_console, open_lib, print_json, progress
+from curator.locations import missing_warning
 
 
 def register(app: typer.Typer) -> None:
@@ -58,3 +59,5 @@ def bulk_identify(
         console.print("Top-1 classes: " + ", ".join(f"{c} {n}" for c, n in sorted(s.by_class.items(), key=lambda x: (-x[1], x[0]))))
     for e in s.errors:
         console.print(f"  could not read {e['path']}: {e['error']}")
+    if warning := missing_warning(s.missing):
+        err_console.print(f"Warning: {warning}")
