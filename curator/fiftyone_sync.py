@@ -46,6 +46,7 @@ from curator.library.models import (
     SplitMember,
     Subclass,
 )
+from curator.locations import readable_paths
 
 SOURCE = "fiftyone"
 SPLIT_TAG = "split:"
@@ -237,13 +238,14 @@ def library_rows(lib: Library, run: Run | None) -> dict[int, dict]:
             tags[image_id].append(tag)
         conflicted = {m["id"] for g in label_conflicts(s) for m in g["members"]}
         found = s.execute(stmt).all()
+        readable, _ = readable_paths(s, [r[0] for r in found])  # a moved image: where it is now
     suspects = _suspects(lib, run)
     rows = {}
     for (image_id, path, state, cls, sub, staged, synthetic, benchmark, group, split,
          predicted, confidence, top_k) in found:
         suspect = suspects.get(image_id)
         rows[image_id] = {
-            "image_id": image_id, "path": str(Path(path).resolve()), "label": _label_key(state, cls, sub),
+            "image_id": image_id, "path": str(Path(readable.get(image_id, path)).resolve()), "label": _label_key(state, cls, sub),
             "class": cls, "subclass": sub, "unknown": state == UNKNOWN, "staged": staged,
             "synthetic": synthetic, "benchmark": benchmark, "dup_group": group, "split": split,
             "predicted": predicted, "confidence": confidence, "top_k": json.loads(top_k) if top_k else [],

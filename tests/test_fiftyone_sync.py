@@ -4,6 +4,7 @@ contents, saved views, incremental refresh, pull of app edits, conflicts, rebuil
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -323,3 +324,17 @@ def test_browse_remote_prints_the_ssh_instructions_once(known, cli, monkeypatch)
     said = shown.output + "\n".join(record.getMessage() for record in heard)
     assert said.count("ssh -N -L") == 1
     assert f"From another machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS-HOST" in shown.stdout
+
+
+def test_a_moved_image_is_shown_from_where_it_is_now(known, tmp_path):
+    import shutil
+
+    with known.session() as s:
+        old = s.get(Image, known.by_name["k1.png"]).path
+    new = tmp_path / "moved" / "k1.png"
+    new.parent.mkdir()
+    shutil.copy(old, new)
+    ingest.import_paths(known, [new])  # a second location of the same image
+    Path(old).unlink()
+    fs.sync(known)
+    assert samples(known)["k1.png"].filepath == str(new.resolve())

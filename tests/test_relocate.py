@@ -134,3 +134,15 @@ def test_a_nan_loss_never_reaches_the_library(moved, cli):
         "Error: run broken failed in epoch 1: none of its 8 training images could be read")
     with moved.session() as s:
         assert s.scalar(select(func.count()).select_from(RunEpoch)) == 0
+
+
+def test_training_and_bulk_identify_say_how_many_images_are_missing(moved, cli):
+    cli("import", moved.new, "--labels-from-folders")
+    for lost in ("emu/emu0.png", "owl/owl5.png"):
+        (moved.new / lost).unlink()
+    warning = ("Warning: 2 images missing: no file at any of their paths; run `curator relocate OLD NEW` if their"
+               " folder moved, or import them again from where they are now")
+    trained = cli("train", "--splits", "b", *CLI_TINY, "--epochs", "1", "--name", "r", "--no-score")
+    assert trained.exit_code == 0 and warning in trained.stderr.splitlines()
+    scored = cli("bulk-identify", "--run", "r", "--pool", "labelled", "--workers", "0")
+    assert scored.exit_code == 0 and warning in scored.stderr.splitlines()

@@ -55,12 +55,19 @@ def tour(cli, tmp_path, monkeypatch):
 
 
 def test_the_readme_tour_runs_as_written(tour, tmp_path):
-    out = {line.split(" --")[0]: r.stdout for line, r in tour.items()}
-    assert "Run min40:" in out["train --splits min40"]
-    assert "warm-started from first" in out["train --splits min40"]
-    assert "min40" in out["runs promote min40"]
-    # After `bulk-identify --run first`, the filters read first's predictions of the pool, and
-    # the suspects' fold runs never become the run commands default to.
-    assert "predictions of first" in out["find"]
-    assert "suspects-first" not in out["find"] + out["coverage"] + out["browse"]
+    def said(prefix: str) -> str:
+        return next(r.stdout + r.stderr for line, r in tour.items() if line.startswith(prefix))
+
+    assert "Run min40: " in said("train --splits min40") and "warm-started from first" in said("train --splits min40")
+    assert "min40" in said("runs promote min40")
+    assert "thresholds" in said("thresholds min40").lower()
+    # After `bulk-identify --run first`, the filters read first's predictions of the pool (and
+    # say that min40 has not predicted it); the suspects' fold runs never become the default.
+    note = "Note: run min40 has not predicted the pool: run `curator bulk-identify --run min40`"
+    for command in ("find", "coverage", "browse"):
+        assert note in said(command), command
+        assert "suspects-first" not in said(command), command
+    assert "images (predictions of first)." in said("find")
+    assert "Pool predictions of first." in said("coverage")
+    assert "predictions of first" in said("browse")
     assert (tmp_path / "report.html").stat().st_size > 0

@@ -10,6 +10,7 @@ import typer
 from curator.cli.common import (
     DbOption, GracefulStop, JsonOption, baseline_text, console, err_console, open_lib, print_json, table,
 )
+from curator.locations import missing_warning
 
 app = typer.Typer(help="Training runs: list, show curves and diagnosis, promote.")
 SPLIT_CHOICES = ("val", "test", "benchmark", "all")
@@ -88,6 +89,8 @@ def train(
     if result["status"] == "interrupted":
         err_console.print(f"Interrupted after epoch {result['epochs']}: resume with `curator train --resume {result['name']}`.")
         raise typer.Exit(130)
+    if (warning := missing_warning(result.get("missing", 0))) and not json_:
+        err_console.print(f"Warning: {warning}")
     if score and result["status"] == "done":
         result["after"] = _score_and_evaluate(lib, result["name"], json_)
     if json_:
