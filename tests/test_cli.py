@@ -13,3 +13,14 @@ from conftest import error
 ])
 def test_db_before_the_command_says_where_it_goes(cli, args, expected):
     assert error(cli(*args)) == expected
+
+
+def test_the_demo_says_how_to_put_curator_on_path(monkeypatch, tmp_path):
+    from curator.cli.demo import on_path_hint
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a fresh venv, not activated: no curator on PATH
+    hint = on_path_hint()
+    assert hint.startswith("  (first `source ") and "bin/activate` to put curator on your PATH" in hint
+    (tmp_path / "curator").write_text("#!/bin/sh\n")
+    (tmp_path / "curator").chmod(0o755)
+    assert on_path_hint() == ""

@@ -233,3 +233,10 @@ def test_an_unexpected_exception_rejects_that_file_only(library, tmp_path, monke
     summary = ingest.import_paths(library, [folder], workers=1)
     assert summary.added == 3
     assert summary.rejected == [(str(folder / "poison.png"), reason)]
+
+
+def test_the_installed_readers_read_heic_and_avif():
+    # curator's own dependencies bring both readers (pillow-heif, Pillow >= 11.3): the folder of
+    # every format above skips none of them where curator was installed as it says.
+    assert decode.available_formats() == {"HEIF": True, "AVIF": True}
+    assert "not here" not in decode.formats_line()

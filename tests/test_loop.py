@@ -23,10 +23,14 @@ def test_throwaway_loop_from_the_cli(cli):
     near = {c: row["needs"] for c, row in coverage.items() if 0 < row["needs"] <= 5}
     assert near == {"animal-bird": 2, "person": 3}  # 38 and 37 labelled
     found = as_json(cli("find", "--run", "t35", "--low-count", "--min-count", "40", "--json"))
-    assert {"animal-bird", "person"} <= set(found["classes"])
-    for name in ("animal-bird", "person"):
-        assert found["classes"][name]["needs"] == near[name] and found["classes"][name]["found"] > 0
+    # Which pool images the model calls animal-bird or person depends on the machine and the
+    # versions of torch and Pillow; that find and coverage agree on them does not.
+    below = {c: row for c, row in coverage.items() if row["needs"] > 0 and row["predicted"]}
+    assert set(found["classes"]) == set(below) and set(near) & set(below)
+    for name, row in below.items():
+        assert (found["classes"][name]["needs"], found["classes"][name]["found"]) == (row["needs"], row["predicted"])
     lifted = [r for r in found["rows"] if r["predicted"] in near]
+    assert lifted
     assert all(r["label"] == "unlabelled" for r in found["rows"])
     paths = cli("find", "--run", "t35", "--low-count", "--min-count", "40", "--paths").stdout.split()
     assert {r["path"] for r in lifted} <= set(paths)
