@@ -16,7 +16,6 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -66,6 +65,8 @@ class _Hashes:
 
 
 def _load(session: Session) -> _Hashes:
+    import numpy as np
+
     rows = session.execute(
         select(Image.id, Image.phash, Image.color_sig)
         .where(Image.status == ACTIVE, Image.phash.is_not(None))
@@ -87,6 +88,8 @@ def _load(session: Session) -> _Hashes:
 
 def color_distance(h: _Hashes, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Share of pixels in other colour bins (0-1, mean over channels); NaN where one is missing."""
+    import numpy as np
+
     d = np.abs(h.color[i] - h.color[j]).sum(axis=1) / 6
     return np.where(h.has_color[i] & h.has_color[j], d, np.nan)
 
@@ -107,6 +110,8 @@ def find_duplicates(
         full: compare everything again; also implied when the settings changed since the
             last run (earlier pairs found with other settings are dropped).
     """
+    import numpy as np
+
     from curator import dedup_index
 
     if not 0 <= threshold <= 16:
@@ -139,6 +144,8 @@ def find_duplicates(
 
 
 def _store_pairs(s: Session, lib: Library, h: _Hashes, pairs: np.ndarray, color_threshold, run_id) -> int:
+    import numpy as np
+
     if not len(pairs):
         return 0
     cdist = color_distance(h, pairs[:, 0], pairs[:, 1])
@@ -162,6 +169,8 @@ def _spanning_forest(pairs: np.ndarray, cdist: np.ndarray, n: int) -> tuple[np.n
     Groups only need a spanning forest. Without this, 10,000 blank images would be 50 million
     stored pairs and as many pixel comparisons.
     """
+    import numpy as np
+
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
 
@@ -197,6 +206,8 @@ def _same_pixels(s: Session, a: int, b: int) -> bool:
 
 def _regroup(s: Session) -> tuple[int, int]:
     """Rebuild groups from all stored pairs, keeping existing group ids where possible."""
+    import numpy as np
+
     from curator import dedup_index
 
     pairs = np.array(s.execute(select(DuplicatePair.image_a, DuplicatePair.image_b)).all(), dtype=np.int64).reshape(-1, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 import typer
 
 from curator.cli import app
+from curator.library import schema
 
 from conftest import ROOT
 
@@ -46,10 +48,40 @@ def test_ci_runs_the_readme_test_command():
     assert command in (ROOT / "README.md").read_text()
 
 
+# Heavy modules no command loads just to start: torch, timm and fiftyone load in the commands
+# that use them, alembic only to change the schema, numpy only for array work. (Speed itself is
+# measured by benchmarks/startup.py, never by a timed test.)
+NOT_AT_START = ("torch", "timm", "fiftyone", "PIL", "imagehash", "alembic", "numpy", "scipy")
+
+
+def _loaded_after(code: str) -> list[str]:
+    check = f"import sys; {code}\nprint('loaded:', sorted(m for m in {NOT_AT_START!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    return ast.literal_eval(out.stdout.rpartition("loaded: ")[2])
+
+
 def test_help_is_instant_and_imports_no_torch_or_fiftyone():
-    code = "import sys; from curator.cli import app; print(sorted(m for m in ('torch', 'timm', 'fiftyone', 'PIL', 'imagehash') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert _loaded_after("from curator.cli import app") == []
+    assert _loaded_after("from curator.cli import main; sys.argv = ['curator', '--help']\ntry: main()\nexcept SystemExit: pass") == []
+
+
+def test_opening_a_library_imports_no_alembic_or_numpy(library, db):
+    """`curator stats` opens the library and checks its schema revision without Alembic."""
+    code = (f"from curator.cli import main; sys.argv = ['curator', 'stats', '--db', {db!r}]\n"
+            "try: main()\nexcept SystemExit as e: assert not e.code, e.code")
+    assert _loaded_after(code) == []
+
+
+def test_the_revisions_read_from_the_files_are_alembics(library):
+    """The schema check reads the migration files itself; Alembic agrees with what it reads."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(schema.alembic_config())
+    assert schema.revisions() == {s.revision: tuple(s._all_down_revisions) for s in scripts.walk_revisions()}
+    assert schema.head_revision() == scripts.get_current_head()
+    with library.engine.connect() as conn:
+        assert schema.current_revision(library.engine) == MigrationContext.configure(conn).get_current_revision()
 
 
 def test_python_dash_m_curator():

@@ -7,8 +7,9 @@ result. This package is the only place that prints or exits; a ``CuratorError`` 
 
 from __future__ import annotations
 
+import sys
+
 import typer
-from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from curator.errors import CuratorError
@@ -34,10 +35,19 @@ class _Group(TyperGroup):
         except CuratorError as e:
             typer.echo(f"Error: {e}", err=True)
             raise typer.Exit(1) from None
-        except OperationalError as e:
+        except Exception as e:
+            if not _database_failed(e):
+                raise
             first = str(e.orig if e.orig is not None else e).strip().splitlines()[0]
             typer.echo(f"Error: the library's database failed: {first}", err=True)
             raise typer.Exit(1) from None
+
+
+def _database_failed(e: Exception) -> bool:
+    """An SQLAlchemy OperationalError, checked without importing SQLAlchemy for `--help`:
+    a command that never loaded it cannot have raised one."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(e, exc.OperationalError)
 
 
 app = typer.Typer(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -25,7 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from curator.errors import InvalidInput
-from curator.library import Library, open_library
+
+if TYPE_CHECKING:
+    from curator.library import Library
 
 DbOption = Annotated[
     Optional[str],
@@ -44,6 +46,8 @@ err_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True
 
 
 def open_lib(db: str | None) -> Library:
+    from curator.library import open_library  # SQLAlchemy: not for `--help`
+
     return open_library(db)
 
 
