@@ -10,6 +10,12 @@ history. A file that is not a usable image (empty, corrupt, truncated, not an im
 decompression bomb, or anything else a decoder raises) is recorded as a rejected image with
 the reason; it never stops the batch.
 
+Imports run side by side (two terminals, or two machines against PostgreSQL): each chunk is
+written in its turn, after the imports before it committed theirs, so an image another import
+stored first is a duplicate path here, never a second image, and a path both find is recorded
+once. A new import marks 'interrupted' only the 'running' batches whose import is gone, never
+a live one's: see ``curator.ingest_locks``.
+
 Every mode Pillow opens is read (palette, 1-bit, 16-bit, float, CMYK, animated, multi-page),
 HEIC and AVIF where their readers are installed, and the bomb rule judges pixels against the
 file's bytes: see ``curator.decode``.
@@ -17,6 +23,7 @@ file's bytes: see ``curator.decode``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -32,7 +39,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from curator import decode, history
+from curator import decode, history, ingest_locks
 from curator.classes import LabelSpec, parse_label, resolve
 from curator.decode import FORMATS, IMAGE_SUFFIXES, MAX_PIXELS, Unreadable
 from curator.errors import InvalidInput
@@ -258,25 +265,26 @@ def import_paths(
     candidates, ignored = walk(paths, labels_from_folders=labels_from_folders, label=spec)
     flags = {"staged": staged, "synthetic": synthetic, "benchmark": benchmark}
     source = source or paths[0].expanduser().resolve().name or "import"
-    batch_id = _start_batch(lib, paths, source, labels_from_folders, label, unknown, flags)
-    summary = ImportSummary(batch_id, files=len(candidates), ignored=ignored)
-    if not candidates:
-        summary.warnings.append(_nothing_found(paths, ignored))
-    started = time.perf_counter()
-    writer = _Writer(lib, summary, source, flags)
-    status = "interrupted"
-    stop = should_stop or (lambda: False)
-    try:
-        todo = writer.skip_unchanged(candidates, on_progress)
-        for chunk in _chunks(_probed(todo, workers, max_pixels), commit_every, stop):
-            writer.write(chunk)
-            if on_progress:
-                on_progress(summary.unchanged + writer.written, len(candidates))
-        summary.interrupted = writer.written < len(todo)
-        status = "interrupted" if summary.interrupted else "done"
-    finally:
-        summary.seconds = time.perf_counter() - started
-        _finish_batch(lib, summary, status)
+    with contextlib.ExitStack() as alive:
+        batch_id = _start_batch(lib, alive, paths, source, labels_from_folders, label, unknown, flags)
+        summary = ImportSummary(batch_id, files=len(candidates), ignored=ignored)
+        if not candidates:
+            summary.warnings.append(_nothing_found(paths, ignored))
+        started = time.perf_counter()
+        writer = _Writer(lib, summary, source, flags)
+        status = "interrupted"
+        stop = should_stop or (lambda: False)
+        try:
+            todo = writer.skip_unchanged(candidates, on_progress)
+            for chunk in _chunks(_probed(todo, workers, max_pixels), commit_every, stop):
+                writer.write(chunk)
+                if on_progress:
+                    on_progress(summary.unchanged + writer.written, len(candidates))
+            summary.interrupted = writer.written < len(todo)
+            status = "interrupted" if summary.interrupted else "done"
+        finally:
+            summary.seconds = time.perf_counter() - started
+            _finish_batch(lib, summary, status)
     return summary
 
 
@@ -334,10 +342,15 @@ def _unread():
     return (Image.status == REJECTED) & Image.width.is_(None)
 
 
-def _start_batch(lib, paths, source, from_folders, label, unknown, flags) -> int:
+def _start_batch(lib, alive: contextlib.ExitStack, paths, source, from_folders, label, unknown, flags) -> int:
+    """A new 'running' batch, whose lock ``alive`` holds from before it is committed; batches
+    left 'running' by imports that are gone become 'interrupted' (see ``curator.ingest_locks``)."""
     with lib.session() as s:
-        # A batch still 'running' belongs to an import that was killed.
-        s.execute(update(ImportBatch).where(ImportBatch.status == "running").values(status="interrupted"))
+        ingest_locks.take_turn(s)  # SQLite: the running batches read now are the latest
+        for batch_id in s.scalars(select(ImportBatch.id).where(ImportBatch.status == "running")).all():
+            if not ingest_locks.alive(s, lib, batch_id):  # killed: its lock went with it
+                s.execute(update(ImportBatch).where(ImportBatch.id == batch_id, ImportBatch.status == "running")
+                          .values(status="interrupted"))
         options = {"labels_from_folders": from_folders, "class": label, "unknown": unknown, **flags}
         batch = ImportBatch(
             source=source,
@@ -347,6 +360,7 @@ def _start_batch(lib, paths, source, from_folders, label, unknown, flags) -> int
         )
         s.add(batch)
         s.flush()
+        alive.enter_context(ingest_locks.holding(lib, batch.id))  # before another import sees it
         return batch.id
 
 
@@ -387,6 +401,7 @@ class _Writer:
 
     def write(self, chunk: list[tuple[Candidate, dict]]) -> None:
         with self.lib.session() as s:
+            ingest_locks.take_turn(s)  # another import's images and paths are committed and seen
             shas = {r["sha256"] for _, r in chunk if r["sha256"]}
             images = {im.sha256: im for im in s.scalars(select(Image).where(Image.sha256.in_(shas)))}
             paths = [c.path for c, _ in chunk]
@@ -415,7 +430,7 @@ class _Writer:
             self._move_if_gone(s, image, cand.path)
         loc = locations.get(cand.path)
         if loc is None:  # the path is new
-            loc = ImageLocation(path=cand.path)
+            loc = locations[cand.path] = ImageLocation(path=cand.path)
             s.add(loc)
         loc.image, loc.size, loc.mtime_ns = image, cand.size, cand.mtime_ns
         loc.folder_label = str(cand.label) if cand.label.state != UNLABELLED else None
