@@ -5,8 +5,10 @@ One persistent dataset per library, named after its SQLite file (``db/curator.sq
 mongod) unless ``FIFTYONE_DATABASE_URI`` names another. The library is the source of truth:
 
 - ``sync`` adds new images, rewrites only samples whose library row changed (each sample carries
-  a signature of what it was built from), removes images no longer active, and re-saves the
-  views. A dataset that is missing or damaged is rebuilt.
+  a signature of what it was built from), removes images no longer active (or, for a working
+  set, no longer in it: ``curator.fiftyone_views``), and re-saves the views. A sample with app
+  edits not yet pulled is never removed for leaving the working set, nor are its edits
+  overwritten. A dataset that is missing or damaged is rebuilt.
 - ``pull`` takes edits made in the app back: a changed ``ground_truth`` / ``subclass`` /
   ``unknown``, and the tags ``label:CLASS``, ``subclass:NAME``, ``unknown``, ``reject`` (or
   ``reject:REASON``), ``benchmark``; any other new tag becomes a library tag. Each change goes to
@@ -14,7 +16,8 @@ mongod) unless ``FIFTYONE_DATABASE_URI`` names another. The library is the sourc
   dataset was built *and* in the app is a conflict: nothing is overwritten until ``resolve``
   says which side wins.
 
-Every saved view is the exact result of ``curator find`` with the same options, in its order.
+Every saved view is the exact result of ``curator find`` with the same options, in its order
+(``curator.fiftyone_views``).
 """
 
 from __future__ import annotations
@@ -25,12 +28,23 @@ import logging
 import os
 import re
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from curator.errors import CuratorError, InvalidInput, NotFound
+from curator.fiftyone_views import (  # noqa: F401  LOW_CONFIDENCE: the saved views' cut, read by tests
+    LOW_CONFIDENCE,
+    Scope,
+    active_images,
+    find_views,
+    is_working_set,
+    save_views,
+    saved_suspects,
+    working_set,
+)
 from curator.library import Library
 from curator.library.models import (
     ACTIVE,
@@ -52,8 +66,7 @@ SOURCE = "fiftyone"
 SPLIT_TAG = "split:"
 ACTION_TAGS = ("label:", "subclass:", "reject:")
 FLAG_TAGS = ("unknown", "reject", "benchmark")
-LOW_CONFIDENCE = 0.6
-LOWEST = 100
+ID_CHUNK = 5000  # ids per query: under SQLite's and PostgreSQL's limits on bound parameters
 # Fields curator writes; the app may edit the first three (and tags).
 EDITABLE = ("ground_truth", "subclass", "unknown")
 
@@ -201,21 +214,8 @@ def _resolve_run(lib: Library, run: str | None) -> tuple[Run | None, list[str]]:
         return found, notes
 
 
-def _suspects(lib: Library, run: Run | None) -> dict[int, dict]:
-    """The last ``curator suspects`` result for ``run``, if one was saved."""
-    from curator.runs import run_folder
-    from curator.suspects import SAVED
-
-    if run is None:
-        return {}
-    path = run_folder(lib, run) / SAVED
-    if not path.exists():
-        return {}
-    return {r["image_id"]: r for r in json.loads(path.read_text())["suspects"]}
-
-
-def library_rows(lib: Library, run: Run | None) -> dict[int, dict]:
-    """Every active image as the dataset should show it, keyed by image id."""
+def library_rows(lib: Library, run: Run | None, ids: list[int] | None = None) -> dict[int, dict]:
+    """Every active image (or those of ``ids`` still active) as the dataset should show it, by id."""
     from curator.dedup import label_conflicts
 
     with lib.session() as s:
@@ -234,12 +234,12 @@ def library_rows(lib: Library, run: Run | None) -> dict[int, dict]:
             .order_by(Image.id)
         )
         tags = defaultdict(list)
-        for image_id, tag in s.execute(select(ImageTag.image_id, ImageTag.tag).order_by(ImageTag.tag)):
+        for image_id, tag in _of(s, select(ImageTag.image_id, ImageTag.tag).order_by(ImageTag.tag), ImageTag.image_id, ids):
             tags[image_id].append(tag)
         conflicted = {m["id"] for g in label_conflicts(s) for m in g["members"]}
-        found = s.execute(stmt).all()
+        found = _of(s, stmt, Image.id, ids)
         readable, _ = readable_paths(s, [r[0] for r in found])  # a moved image: where it is now
-    suspects = _suspects(lib, run)
+    suspects = saved_suspects(lib, run)
     rows = {}
     for (image_id, path, state, cls, sub, staged, synthetic, benchmark, group, split,
          predicted, confidence, top_k) in found:
@@ -256,6 +256,16 @@ def library_rows(lib: Library, run: Run | None) -> dict[int, dict]:
         }
         rows[image_id]["sig"] = hashlib.sha1(json.dumps(rows[image_id], sort_keys=True).encode()).hexdigest()[:16]
     return rows
+
+
+def _of(s, stmt, column, ids: list[int] | None) -> list:
+    """The rows of ``stmt``, only those whose ``column`` is one of ``ids`` unless ``ids`` is None
+    (asked in chunks: a working set is more ids than a database takes in one query)."""
+    if ids is None:
+        return s.execute(stmt).all()
+    ordered = sorted(set(ids))
+    return [row for at in range(0, len(ordered), ID_CHUNK)
+            for row in s.execute(stmt.where(column.in_(ordered[at:at + ID_CHUNK]))).all()]
 
 
 # -- samples ----------------------------------------------------------------------------------
@@ -385,47 +395,63 @@ def _pending(state: dict) -> bool:
         t.startswith(ACTION_TAGS) or t in FLAG_TAGS for t in tags)
 
 
-def sync(lib: Library, run: str | None = None, *, on_progress=None) -> dict:
+def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, on_progress=None) -> dict:
     """Build or refresh the library's dataset and its saved views.
 
     Args:
         run: the run whose predictions to show (name, id, ``latest``, ``production``); by
             default the newest training run that predicted the pool, or none yet.
+        scope: every active image or a working set (see ``curator.fiftyone_views``); by
+            default the dataset's last scope, else chosen by the library's size.
         on_progress: called with a short message at each stage.
 
     Returns:
-        ``{"dataset", "database", "run", "notes", "samples", "added", "updated", "removed",
-        "kept_edits", "views"}``: ``notes`` as ``curator.runs.pick_run`` gives them;
-        ``kept_edits`` counts samples whose pending app edits were left for ``pull``.
+        ``{"dataset", "database", "run", "notes", "samples", "working_set", "scope", "active",
+        "added", "updated", "removed", "kept_edits", "views"}``: ``notes`` as
+        ``curator.runs.pick_run`` gives them; ``kept_edits`` counts samples whose pending app
+        edits were left for ``pull`` (kept in the dataset even outside the working set).
+
+    Raises:
+        InvalidInput: a working set's view, tag or class that is not there.
     """
     say = on_progress or (lambda msg: None)
     found_run, notes = _resolve_run(lib, run)
     fo = connect(lib)
-    say("reading the library")
-    rows = library_rows(lib, found_run)
     dataset = open_dataset(lib)
+    scope = scope or Scope(**dataset.info.get("scope", {}))
+    say("finding the saved views' images")
+    views = find_views(lib, found_run)
     state = _app_state(dataset)
+    wanted, held = None, []
+    if is_working_set(lib, scope):
+        wanted = working_set(lib, found_run, scope, views)
+        members = set(wanted)
+        held = [i for i in state if i not in members and _pending(state[i])]  # pull decides those
+        wanted += held
+    say("reading the library")
+    rows = library_rows(lib, found_run, wanted)
     new = [rows[i] for i in rows if i not in state]
     gone = [state[i]["id"] for i in state if i not in rows]
     changed = [i for i in rows if i in state and state[i]["curator_sig"] != rows[i]["sig"]]
-    kept = [i for i in changed if _pending(state[i])]
+    kept = {i for i in changed if _pending(state[i])}
     if gone:
         say(f"removing {len(gone)} samples")
         dataset.delete_samples(gone)
     if changed:
         say(f"updating {len(changed)} samples")
-        _write(fo, dataset, {i: rows[i] for i in changed}, keep=set(kept), state=state)
+        _write(fo, dataset, {i: rows[i] for i in changed}, keep=kept, state=state)
     if new:
         say(f"adding {len(new)} samples")
         dataset.add_samples([_sample(fo, r) for r in new], progress=False)
-    dataset.info = {**dataset.info, "library": lib.display, "run": found_run.name if found_run else None}
+    dataset.info = {**dataset.info, "library": lib.display, "run": found_run.name if found_run else None,
+                    "scope": asdict(scope)}
     dataset.save()
     say("saving views")
-    views = save_views(lib, dataset, found_run)
+    sizes = save_views(lib, dataset, found_run, views)
     return {"dataset": dataset.name, "database": _where(lib),
             "run": found_run.name if found_run else None, "notes": notes, "samples": len(dataset),
-            "added": len(new),
-            "updated": len(changed), "removed": len(gone), "kept_edits": len(kept), "views": views}
+            "working_set": wanted is not None, "scope": asdict(scope), "active": len(rows) if wanted is None else active_images(lib),
+            "added": len(new), "updated": len(changed), "removed": len(gone), "kept_edits": len(kept | (set(held) & set(rows))), "views": sizes}
 
 
 def _write(fo, dataset, rows: dict[int, dict], *, keep: set[int], state: dict[int, dict]) -> None:
@@ -445,82 +471,6 @@ def _write(fo, dataset, rows: dict[int, dict], *, keep: set[int], state: dict[in
             columns[f][i] = v
     for f, values in columns.items():
         dataset.set_values(f, values, key_field="curator_id")
-
-
-# -- saved views ------------------------------------------------------------------------------
-
-def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]:
-    """Each saved view: name -> (description, filters.Query) or a list of image ids (in order)."""
-    from curator.filters import Query, find
-
-    views: dict[str, tuple[str, object]] = {}
-    if run is not None:
-        r = run.name
-        views["low-confidence"] = (f"curator find --run {r} --label unlabelled --max-confidence {LOW_CONFIDENCE}",
-                                   Query(run=r, label=UNLABELLED, max_confidence=LOW_CONFIDENCE))
-        views["low-count"] = (f"curator find --run {r} --low-count", Query(run=r, low_count=True))
-        views["synthetic-dependent"] = (f"curator find --run {r} --synthetic-dependent",
-                                        Query(run=r, synthetic_dependent=True))
-        views["unknown"] = (f"curator find --run {r} --unknown", Query(run=r, unknown=True))
-        views["lowest"] = (f"curator find --run {r} --lowest {LOWEST}", Query(run=r, lowest=LOWEST))
-        # One look-alike view per predicted class: the rows of `find --class C --max-confidence`,
-        # taken from a single query (same rows, same order: least sure first).
-        by_class = defaultdict(list)
-        for row in find(lib, Query(run=r, max_confidence=LOW_CONFIDENCE))["rows"]:
-            by_class[row["predicted"]].append(row["image_id"])
-        for cls in sorted(by_class):
-            views[f"look-alike-{cls}"] = (f"curator find --run {r} --class {cls} --max-confidence {LOW_CONFIDENCE}",
-                                          by_class[cls])
-        suspects = _suspects(lib, run)
-        if suspects:
-            ordered = sorted(suspects.values(), key=lambda x: (x["score"], x["image_id"]))
-            views["suspects"] = (f"curator suspects --run {r}", [x["image_id"] for x in ordered])
-    with lib.session() as s:
-        from curator.dedup import label_conflicts
-
-        views["label-conflicts"] = ("curator duplicates --conflicts",
-                                    [m["id"] for g in label_conflicts(s) for m in g["members"]])
-        for tag in s.scalars(select(ImageTag.tag).distinct().order_by(ImageTag.tag)):
-            views[f"tag-{tag}"] = (f"curator find --tagged {tag}", list(s.scalars(
-                select(ImageTag.image_id).where(ImageTag.tag == tag).order_by(ImageTag.image_id))))
-    return views
-
-
-def view_ids(lib: Library, spec) -> list[int]:
-    """The image ids a view shows, in order."""
-    from curator.filters import find
-
-    if isinstance(spec, list):
-        return spec
-    return [r["image_id"] for r in find(lib, spec)["rows"]]
-
-
-def save_views(lib: Library, dataset, run: Run | None) -> dict[str, int]:
-    """(Re)save every view whose rows changed; curator's views that no longer apply are deleted.
-
-    Returns each view's size.
-    """
-    from fiftyone.core.utils import to_slug
-
-    sample_ids = dict(zip(*dataset.values(["curator_id", "id"])))
-    saved = set(dataset.list_saved_views())
-    before = dataset.info.get("views", {})
-    sizes, slugs, sigs = {}, set(), {}
-    for name, (description, spec) in view_queries(lib, run).items():
-        if to_slug(name) in slugs:  # class names that differ only in case or punctuation
-            name = f"{name}-{len(slugs)}"
-        slugs.add(to_slug(name))
-        ids = [sample_ids[i] for i in view_ids(lib, spec) if i in sample_ids]
-        sigs[name] = hashlib.sha1(json.dumps([description, ids]).encode()).hexdigest()[:16]
-        if name not in saved or before.get(name) != sigs[name]:
-            dataset.save_view(name, dataset.select(ids, ordered=True), description=description, overwrite=True)
-        sizes[name] = len(ids)
-    for name in saved - set(sizes):
-        if (dataset.get_saved_view_info(name).get("description") or "").startswith("curator "):
-            dataset.delete_saved_view(name)
-    dataset.info = {**dataset.info, "views": sigs}
-    dataset.save()
-    return sizes
 
 
 # -- edits made in the app ---------------------------------------------------------------------
@@ -600,9 +550,9 @@ def pull(lib: Library, *, resolve: str | None = None, create: bool = False, on_p
                 out["tagged"].append(cid)
     if settled:
         say(f"writing back {len(settled)} samples")
-        rows = library_rows(lib, _resolve_run(lib, run)[0])
+        rows = library_rows(lib, _resolve_run(lib, run)[0], list(settled))
         _write(fo, dataset, {i: rows[i] for i in settled if i in rows}, keep=set(), state=state)
-    out["sync"] = sync(lib, run, on_progress=on_progress)
+    out["sync"] = sync(lib, run, on_progress=on_progress)  # the dataset's own scope again
     return out
 
 

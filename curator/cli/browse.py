@@ -9,7 +9,7 @@ import typer
 
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, status, table
 from curator.cli.filters import show_notes
-from curator.errors import InvalidInput
+from curator.fiftyone_views import MAX_SAMPLES
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,12 @@ CreateOption = Annotated[bool, typer.Option("--create", help="A label naming a n
 
 def browse(
     run: Annotated[Optional[str], typer.Option(help="Whose predictions to show: a run name or id, 'latest' or 'production' [default: the newest run that predicted the pool, if any].")] = None,
-    view: Annotated[Optional[str], typer.Option(help="Saved view to open [default: low-confidence when there are predictions].")] = None,
+    view: Annotated[Optional[str], typer.Option(help="Saved view to open; a working set holds this view's images alone [default: low-confidence when there are predictions].")] = None,
+    whole: Annotated[Optional[bool], typer.Option("--all/--working-set", help="Mirror every active image, or hold a working set [default: a working set above 100,000 active images].", show_default=False)] = None,
+    tagged: Annotated[Optional[list[str]], typer.Option("--tagged", metavar="TAG", help="Add the images tagged TAG to the working set (repeat for more).")] = None,
+    classes: Annotated[Optional[list[str]], typer.Option("--class", metavar="CLASS", help="Add the images the run predicts as CLASS to the working set (repeat for more).")] = None,
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Take only the first N images of each --tagged / --class.", min=1)] = None,
+    max_samples: Annotated[int, typer.Option(metavar="N", help="The most images a working set holds.", min=1)] = MAX_SAMPLES,
     port: Annotated[int, typer.Option(help="The app's port.")] = 5151,
     address: Annotated[str, typer.Option(help="The address the app listens on.")] = "127.0.0.1",
     launch: Annotated[bool, typer.Option("--launch/--no-launch", help="Start the app after refreshing the dataset.")] = True,
@@ -42,19 +47,29 @@ def browse(
     `curator find` filter (low-confidence, look-alike-CLASS, low-count, synthetic-dependent,
     unknown, lowest, suspects, label-conflicts, tag-T). The app runs until Ctrl-C.
 
+    What the dataset holds: up to 100,000 active images, every one (--all); above that, or
+    with --tagged / --class, a working set (--working-set) that opens quickly: the images
+    asked for with --tagged and --class, then those of the saved views but tag-T (or of
+    --view alone), at most --max-samples (the views share it rank by rank, so each view's
+    first images are in). Images leave it on the next browse, unless they carry app edits
+    not yet pulled; `curator pull` keeps the dataset's working set.
+
     Example: curator browse --view low-confidence --remote
     """
     from curator import fiftyone_sync
+    from curator.fiftyone_views import Scope, check_view
 
+    scope = Scope(all=whole, view=view, tagged=tuple(tagged or ()), classes=tuple(classes or ()), limit=limit,
+                  max_samples=max_samples)
     lib = open_lib(db)
     with status("starting FiftyOne's database", quiet=json_) as say:
         pulled = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say) if pull_first else None
-        result = fiftyone_sync.sync(lib, run, on_progress=say)
+        result = fiftyone_sync.sync(lib, run, scope=scope, on_progress=say)
     show_notes(result["notes"])
     views = result["views"]
     chosen = view or ("low-confidence" if "low-confidence" in views else None)
-    if view and view not in views:
-        raise InvalidInput(f"no saved view {view!r}: there are {', '.join(views) or 'none'}")
+    if view:
+        check_view(view, views)
     url = fiftyone_sync.app_url(result["dataset"], chosen, address, port)
     if json_:
         print_json({**result, "pull": pulled, "url": url if launch else None})
@@ -64,7 +79,11 @@ def browse(
         _show_sync(result)
     if not launch:
         if not json_:
-            again = " ".join(["curator browse", *(f"--{k} {v}" for k, v in (("run", run), ("view", view)) if v)])
+            asked = [("run", run), ("view", view), *(("tagged", t) for t in scope.tagged),
+                     *(("class", c) for c in scope.classes), ("limit", limit),
+                     ("max-samples", max_samples if max_samples != MAX_SAMPLES else None)]
+            again = " ".join(["curator browse", *({True: ["--all"], False: ["--working-set"]}.get(whole, [])),
+                              *(f"--{k} {v}" for k, v in asked if v)])
             console.print(f"Open it with `{again}` (the app then serves {url}).")
         return
     serve(lib, chosen, address=address, port=port, remote=remote)
@@ -134,9 +153,20 @@ def _show_pull(r: dict) -> None:
 
 
 def _show_sync(r: dict) -> None:
-    console.print(f"Dataset {r['dataset']} ({r['samples']} samples, predictions of {r['run'] or 'no run yet'}):"
+    console.print(f"Dataset {r['dataset']} ({_holds(r)}, predictions of {r['run'] or 'no run yet'}):"
                   f" {r['added']} added, {r['updated']} updated, {r['removed']} removed"
                   + (f", {r['kept_edits']} with app edits left for `curator pull`" if r["kept_edits"] else "")
                   + f"; database {r['database']}")
     if r["views"]:
         console.print("Saved views: " + ", ".join(f"{name} ({n})" for name, n in r["views"].items()))
+
+
+def _holds(r: dict) -> str:
+    """What the dataset holds, in words."""
+    if not r.get("working_set"):
+        return f"{r['samples']} samples"
+    scope = r["scope"]
+    parts = ([f"view {scope['view']}" if scope["view"] else "the saved views"]
+             + [f"tagged {t}" for t in scope["tagged"]] + [f"predicted {c}" for c in scope["classes"]])
+    return (f"{r['samples']} samples: a working set of the {r['active']:,} active images ({', '.join(parts)},"
+            f" at most {scope['max_samples']:,}; `curator browse --all` mirrors them all)")
