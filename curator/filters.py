@@ -15,26 +15,16 @@ split or tag) are errors, not empty results.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
 
-from curator.classes import class_table, get_class, get_subclass
+from curator import filter_sql
+from curator.classes import get_class, get_subclass
 from curator.errors import InvalidInput
 from curator.library import Library
-from curator.library.models import (
-    ACTIVE,
-    LABELLED,
-    UNKNOWN,
-    UNLABELLED,
-    Image,
-    ImageTag,
-    LabelClass,
-    Prediction,
-    SplitMember,
-    Subclass,
-)
+from curator.library.models import LABELLED, UNKNOWN, UNLABELLED, Image, ImageTag
 from curator.runs import pick_run
 from curator.split_rules import SPLITS
 
@@ -60,17 +50,7 @@ class Query:
     lowest: int | None = None  # the N lowest scores
     tag: str | None = None  # only images carrying this tag
     limit: int | None = None
-
-
-# How each question wants its answer sorted (the first that applies wins).
-SORTS = (
-    ("lowest", lambda r: (r["confidence"], r["image_id"])),
-    ("unknown", lambda r: (r["predicted"], -r["confidence"], r["image_id"])),
-    ("low_count", lambda r: (-r["needs"], r["predicted"], -r["confidence"], r["image_id"])),
-    ("synthetic_dependent", lambda r: (-r["staged_share"], r["predicted"], -r["confidence"], r["image_id"])),
-    ("max_confidence", lambda r: (r["confidence"], r["image_id"])),
-)
-DEFAULT_SORT = lambda r: (r["predicted"], -r["confidence"], r["image_id"])  # noqa: E731
+    offset: int = 0  # skip this many of the sorted matches (after --lowest), for paging
 
 
 def _check(q: Query) -> None:
@@ -82,6 +62,12 @@ def _check(q: Query) -> None:
         raise InvalidInput(f"--unknown looks at images labelled unknown, not {q.label}: drop one of them")
     if q.subclass and not q.label:
         raise InvalidInput("--subclass needs --label CLASS")
+    for name in ("lowest", "limit"):
+        value = getattr(q, name)
+        if value is not None and value < 1:
+            raise InvalidInput(f"--{name} {value}: give 1 or more")
+    if q.offset < 0:
+        raise InvalidInput(f"--offset {q.offset}: give 0 or more")
     if q.split is not None and q.split not in SPLITS:
         raise InvalidInput(f"--split {q.split}: use one of {', '.join(SPLITS)}")
 
@@ -118,60 +104,74 @@ def _pool(q: Query) -> str:
     return UNLABELLED
 
 
-def _rows(lib: Library, q: Query, run) -> list[dict]:
-    member = aliased(SplitMember)
-    stmt = (
-        select(Image.id, Image.path, Image.label_state, LabelClass.name, Subclass.name, Prediction.predicted,
-               Prediction.confidence, Prediction.top_k, member.split, Image.staged, Image.synthetic)
-        .join(Prediction, (Prediction.image_id == Image.id) & (Prediction.run_id == run.id))
-        .outerjoin(LabelClass, LabelClass.id == Image.class_id)
-        .outerjoin(Subclass, Subclass.id == Image.subclass_id)
-        .outerjoin(member, (member.image_id == Image.id) & (member.build_id == run.build_id))
-        .where(Image.status == ACTIVE, Prediction.error.is_(None))
-    )
-    conditions = {
-        "predicted": lambda v: Prediction.predicted == v,
-        "min_confidence": lambda v: Prediction.confidence >= v,
-        "max_confidence": lambda v: Prediction.confidence <= v,
-        "split": lambda v: member.split == v,
-        "staged": lambda v: Image.staged.is_(v),
-        "synthetic": lambda v: Image.synthetic.is_(v),
-        "subclass": lambda v: Subclass.name == v,
-        "label": lambda v: (Image.label_state == v) if v in (UNLABELLED, UNKNOWN) else (LabelClass.name == v),
-    }
-    for name, condition in conditions.items():
-        value = getattr(q, name)
-        if value is not None:
-            stmt = stmt.where(condition(value))
-    if q.tag is not None:
-        stmt = stmt.where(Image.id.in_(select(ImageTag.image_id).where(ImageTag.tag == q.tag)))
-    if q.unknown:
-        stmt = stmt.where(Image.label_state == UNKNOWN)
-    elif (q.low_count or q.synthetic_dependent) and q.label is None:
-        stmt = stmt.where(Image.label_state == UNLABELLED)  # the pool: what labelling would add
-    with lib.session() as s:
-        found = s.execute(stmt).all()
-    return [{
-        "image_id": r[0], "path": r[1],
-        "label": r[2] if r[2] != LABELLED else (f"{r[3]}/{r[4]}" if r[4] else r[3]),
-        "predicted": r[5], "confidence": r[6], "top_k": json.loads(r[7]), "split": r[8],
-        "staged": r[9], "synthetic": r[10],
-    } for r in found]
+def _window(q: Query) -> int | None:
+    """How many rows to show from ``q.offset`` on: ``--lowest`` cuts the list, then ``--limit``."""
+    stops = [x for x in (q.lowest, None if q.limit is None else q.offset + q.limit) if x is not None]
+    return max(0, min(stops) - q.offset) if stops else None
 
 
-def _class_stats(lib: Library, min_count: int) -> dict[str, dict]:
-    with lib.session() as s:
-        return {row["class"]: row for row in class_table(s, min_count)}
+def _show(r) -> dict:
+    """One shown row as ``find`` returns it (``top_k`` decoded here, for shown rows only)."""
+    label = r.label_state if r.label_state != LABELLED else (
+        f"{r.class_name}/{r.subclass_name}" if r.subclass_name else r.class_name)
+    return {"image_id": r.image_id, "path": r.path, "label": label, "predicted": r.predicted,
+            "confidence": r.confidence, "top_k": json.loads(r.top_k), "split": r.split, "staged": r.staged,
+            "synthetic": r.synthetic, "needs": r.needs, "staged_share": r.staged_share}
+
+
+def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
+    """``(total, rows shown, classes)`` from two statements of ``curator.filter_sql``.
+
+    Orders that keep each class's rows together (all but ``lowest`` / ``max_confidence``) first
+    count the matches per class; the page then reads only the classes it spans, so the
+    database sorts a few classes' rows, not the whole pool.
+    """
+    size = _window(q)
+    order = filter_sql.order_name(q)
+    if order not in filter_sql.CLASS_FIRST:
+        total = s.scalar(filter_sql.count(q, run))
+        offset, only = q.offset, None
+    else:
+        counts = [{"class": name, "found": found, "labelled": labelled, "needs": needs, "staged_share": share}
+                  for name, found, labelled, needs, share in s.execute(filter_sql.per_class(q, run))]
+        counts.sort(key=filter_sql.CLASS_FIRST[order])
+        total = sum(c["found"] for c in counts)
+        offset, only = _classes_spanned(counts, q.offset, size)
+    classes = {} if not (q.low_count or q.synthetic_dependent) else {
+        c["class"]: {"labelled": c["labelled"], "needs": c["needs"], "staged_share": round(c["staged_share"], 3),
+                     "found": c["found"]} for c in counts}
+    if size == 0 or total <= q.offset:
+        return total, [], classes
+    stmt = filter_sql.page(q, run, s.get_bind().dialect.name, offset=offset, limit=size, only=only)
+    return total, [_show(r) for r in s.execute(stmt)], classes
+
+
+def _classes_spanned(counts: list[dict], offset: int, size: int | None) -> tuple[int, list[str]]:
+    """The classes whose rows (``counts`` in page order) fall in ``[offset, offset + size)``, and
+    the offset within their rows."""
+    first, only, end = None, [], 0
+    for c in counts:
+        start, end = end, end + c["found"]
+        if end > offset and (size is None or start < offset + size):
+            first = start if first is None else first
+            only.append(c["class"])
+    return offset - (first or 0), only
 
 
 def find(lib: Library, q: Query) -> dict:
     """The images matching every option of ``q`` under its run, sorted for the question asked.
 
+    Filtering, sorting, ``lowest``/``offset``/``limit`` and the per-class numbers all happen in
+    the database (``curator.filter_sql``): memory and time grow with the rows shown, not with
+    the pool. Every order ends with the image id, so pages of ``offset``/``limit`` are stable.
+
     Returns:
         ``{"run", "notes", "query", "total", "rows", "classes"}``: ``run`` is the run used (see
         ``curator.runs.pick_run``), ``notes`` what to know about that choice; ``total`` counts
-        matches before ``limit``; ``classes`` gives, for ``low_count`` / ``synthetic_dependent``,
-        each predicted class's labelled count and what it needs or its staged share.
+        matches before ``lowest``, ``offset`` and ``limit``; ``rows`` are the matches from
+        ``offset`` on, at most ``limit``, within the ``lowest``; ``classes`` gives, for
+        ``low_count`` / ``synthetic_dependent``, each predicted class's labelled count and what
+        it needs or its staged share.
 
     Raises:
         NotFound: no such run (or no finished training run yet).
@@ -184,30 +184,9 @@ def find(lib: Library, q: Query) -> dict:
         _check_names(s, q)
         run, notes = pick_run(s, q.run, _pool(q))
         _check_predicted(s, q, run)
-        run_name = run.name
-        s.expunge(run)
-    rows = _rows(lib, q, run)
-    stats = _class_stats(lib, q.min_count) if (q.low_count or q.synthetic_dependent) else {}
-    classes = {}
-    for r in rows:
-        c = stats.get(r["predicted"], {"labelled": 0, "real": 0, "needs": q.min_count})
-        r["needs"] = max(0, q.min_count - c["labelled"])
-        r["staged_share"] = (c["labelled"] - c["real"]) / c["labelled"] if c["labelled"] else 0.0
-    if q.low_count:
-        rows = [r for r in rows if r["needs"] > 0]
-    if q.synthetic_dependent:
-        rows = [r for r in rows if r["staged_share"] > q.max_staged_share]
-    for r in rows:
-        if stats:
-            classes.setdefault(r["predicted"], {"labelled": stats.get(r["predicted"], {}).get("labelled", 0),
-                                                "needs": r["needs"], "staged_share": round(r["staged_share"], 3),
-                                                "found": 0})["found"] += 1
-    key = next((k for name, k in SORTS if getattr(q, name) not in (None, False)), DEFAULT_SORT)
-    rows.sort(key=key)
-    total = len(rows)
-    cap = min(x for x in (q.lowest, q.limit, total) if x is not None)
-    return {"run": run_name, "notes": notes, "query": asdict(q), "total": total, "rows": rows[:cap],
-            "classes": classes}
+        total, rows, classes = _answer(s, q, run)
+        return {"run": run.name, "notes": notes, "query": asdict(q), "total": total, "rows": rows,
+                "classes": classes}
 
 
 def coverage(lib: Library, run: str | None = None, **options) -> list[dict]:
@@ -227,61 +206,75 @@ def class_coverage(lib: Library, run: str | None = None, *, min_count: int = 40,
     """
     if not 0 <= high_confidence <= 1:
         raise InvalidInput(f"--high-confidence {high_confidence} is not between 0 and 1")
-    found = find(lib, Query(run=run, label=UNLABELLED))
-    stats = _class_stats(lib, min_count)
-    out = {}
-    for name in sorted(set(stats) | {r["predicted"] for r in found["rows"]}):
-        c = stats.get(name, {"labelled": 0, "real": 0})
-        out[name] = {"class": name, "labelled": c["labelled"], "real": c["real"],
-                     "needs": max(0, min_count - c["labelled"]), "predicted": 0, "confident": 0}
-    for r in found["rows"]:
-        row = out[r["predicted"]]
-        row["predicted"] += 1
-        row["confident"] += r["confidence"] >= high_confidence
+    with lib.session() as s:
+        run, notes = pick_run(s, run, UNLABELLED)
+        out = {name: {"class": name, "labelled": labelled, "real": real, "needs": max(0, min_count - labelled),
+                      "predicted": 0, "confident": 0}
+               for name, labelled, real in s.execute(filter_sql.class_totals())}
+        for name, predicted, confident in s.execute(filter_sql.pool_predictions(run, high_confidence)):
+            row = out.setdefault(name, {"class": name, "labelled": 0, "real": 0, "needs": min_count})
+            row.update(predicted=predicted, confident=int(confident))
+        run_name = run.name
     for row in out.values():
         row["reachable"] = row["labelled"] + row["confident"] >= min_count
     rows = sorted(out.values(), key=lambda r: (r["reachable"], -r["needs"], r["class"]))
-    return {"run": found["run"], "notes": found["notes"], "classes": rows}
+    return {"run": run_name, "notes": notes, "classes": rows}
 
 
 ACTIONS = ("accept", "label", "unknown", "reject", "tag")
+ACT_CHUNK = 500  # images per transaction: memory and lock time stay bounded however many are acted on
 
 
-def act(lib: Library, result: dict, action: str, value: str | None = None, *, create: bool = False) -> dict:
+def act(lib: Library, result: dict, action: str, value: str | None = None, *, create: bool = False,
+        on_progress: Callable[[int], None] | None = None) -> dict:
     """Apply one action to every row of a ``find`` result; each change goes to label history.
+
+    Works through the rows ``ACT_CHUNK`` at a time, one transaction each: an error (a class
+    that does not exist, say) stops at the chunk it meets, and the chunks before it stay done.
 
     Args:
         action: ``accept`` (the prediction becomes the label, source ``model``), ``label``
-            (``value`` is ``class`` or ``class/subclass``; ``create`` makes it if new), ``unknown``, ``reject`` (``value``
-            is the reason) or ``tag`` (``value`` is the tag).
+            (``value`` is ``class`` or ``class/subclass``; ``create`` makes it if new), ``unknown``,
+            ``reject`` (``value`` is the reason) or ``tag`` (``value`` is the tag).
+        on_progress: called with the number of rows done after each chunk.
 
     Returns:
         ``{"action", "changed", "unchanged"}`` with the ids of the images changed.
     """
-    from curator import labels
-
     if action not in ACTIONS:
         raise InvalidInput(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
     if action in ("label", "tag") and not value:
         raise InvalidInput(f"the {action} action needs a value")
     detail = f"curator find, run {result['run']}"
+    changed, unchanged = [], 0
     rows = result["rows"]
-    with lib.session() as s:
-        # Lock every row up front, in id order (PostgreSQL; SQLite ignores it): the accepts
-        # below change one image per call, and locking as they go could deadlock two sessions.
-        images = {im.id: im for im in s.scalars(
-            select(Image).where(Image.id.in_([r["image_id"] for r in rows])).order_by(Image.id)
-            .with_for_update(key_share=True))}
-        if action == "accept":
-            changes = [labels.accept(s, [images[r["image_id"]]], r["predicted"],
-                                     detail=f"{detail}, confidence {r['confidence']:.3f}") for r in rows]
-        else:
-            todo = [images[r["image_id"]] for r in rows]
-            changes = [{
-                "label": lambda: labels.relabel(s, todo, value, create=create, source="cli", detail=detail),
-                "unknown": lambda: labels.mark_unknown(s, todo),
-                "reject": lambda: labels.reject(s, todo, value or f"rejected with {detail}"),
-                "tag": lambda: labels.tag(s, todo, value, detail=detail),
-            }[action]()]
-    return {"action": action, "changed": [i for c in changes for i in c.changed],
-            "unchanged": sum(c.unchanged for c in changes)}
+    for start in range(0, len(rows), ACT_CHUNK):
+        chunk = rows[start:start + ACT_CHUNK]
+        with lib.session() as s:
+            for change in _act_on(s, chunk, action, value, create=create, detail=detail):
+                changed += change.changed
+                unchanged += change.unchanged
+        if on_progress:
+            on_progress(start + len(chunk))
+    return {"action": action, "changed": changed, "unchanged": unchanged}
+
+
+def _act_on(s, rows: list[dict], action: str, value: str | None, *, create: bool, detail: str) -> list:
+    """One chunk's changes (``labels.Change``), in one transaction."""
+    from curator import labels
+
+    # Lock the chunk's rows up front, in id order (PostgreSQL; SQLite ignores it): the accepts
+    # below change one image per call, and locking as they go could deadlock two sessions.
+    images = {im.id: im for im in s.scalars(
+        select(Image).where(Image.id.in_([r["image_id"] for r in rows])).order_by(Image.id)
+        .with_for_update(key_share=True))}
+    if action == "accept":
+        return [labels.accept(s, [images[r["image_id"]]], r["predicted"],
+                              detail=f"{detail}, confidence {r['confidence']:.3f}") for r in rows]
+    todo = [images[r["image_id"]] for r in rows]
+    return [{
+        "label": lambda: labels.relabel(s, todo, value, create=create, source="cli", detail=detail),
+        "unknown": lambda: labels.mark_unknown(s, todo),
+        "reject": lambda: labels.reject(s, todo, value or f"rejected with {detail}"),
+        "tag": lambda: labels.tag(s, todo, value, detail=detail),
+    }[action]()]

@@ -143,3 +143,21 @@ def test_0006_marks_existing_suspects_fold_runs_as_helpers(library):
     with library.engine.connect() as conn:
         purposes = dict(conn.execute(text("SELECT name, purpose FROM runs")).all())
     assert purposes == {"first": "train", "suspects-first-fold1": "suspects", "suspects-like-this": "train"}
+
+
+READ_INDEXES = {"predictions": {"ix_predictions_run_confidence", "ix_predictions_run_predicted_readable"},
+                "images": {"ix_images_label_class"}}
+
+
+def test_0007_adds_the_read_indexes_and_takes_them_away(known):
+    def indexes() -> dict[str, set[str]]:
+        found = inspect(known.engine)
+        return {table: {ix["name"] for ix in found.get_indexes(table)} for table in READ_INDEXES}
+
+    assert all(READ_INDEXES[t] <= names for t, names in indexes().items())
+    schema.downgrade(known.engine, "0006")
+    assert all(not READ_INDEXES[t] & names for t, names in indexes().items())
+    schema.upgrade(known.engine)  # on a library with images and predictions
+    assert all(READ_INDEXES[t] <= names for t, names in indexes().items())
+    with known.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM predictions")).scalar() == 9

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json, table
+from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json, progress, table
 
 COLUMNS = ("image_id", "label", "predicted", "confidence", "split", "path")
 RunOption = Annotated[Optional[str], typer.Option(
@@ -39,6 +39,8 @@ def find(
     lowest: Annotated[Optional[int], typer.Option(help="The N lowest-scoring images.", min=1)] = None,
     tagged: Annotated[Optional[str], typer.Option(help="Only images carrying this tag.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Show (and act on) at most this many.", min=1)] = None,
+    offset: Annotated[int, typer.Option(help="Skip this many matches first (after --lowest): with --limit, a page;"
+                                             " pages are stable, ties broken by image id.", min=0)] = 0,
     accept: Annotated[bool, typer.Option("--accept", help="Action: take each shown image's prediction as its label.")] = False,
     set_label: Annotated[Optional[str], typer.Option(help="Action: label the shown images CLASS or CLASS/SUBCLASS.")] = None,
     create: Annotated[bool, typer.Option("--create", help="With --set-label: create the class if new.")] = False,
@@ -56,9 +58,12 @@ def find(
     --label CLASS or --split: the labelled ones); a note says when a newer run has not.
 
     At most one action (--accept, --set-label, --mark-unknown, --reject, --tag) applies to the
-    images shown; every change goes to label history.
+    images shown; every change goes to label history, 500 images a transaction.
 
-    Example: curator find --class hand-fingers-open --max-confidence 0.6
+    The library answers: filtering, sorting and paging happen in the database, so a question
+    over a million predictions shows its first rows at once. Page with --limit and --offset.
+
+    Example: curator find --class hand-fingers-open --max-confidence 0.6 --limit 50 --offset 50
     """
     from curator import filters
 
@@ -70,13 +75,14 @@ def find(
     q = filters.Query(run=run, predicted=class_, min_confidence=min_confidence, max_confidence=max_confidence,
                       label=label, subclass=subclass, split=split, staged=staged, synthetic=synthetic,
                       low_count=low_count, min_count=min_count, synthetic_dependent=synthetic_dependent,
-                      max_staged_share=max_staged_share, unknown=unknown, lowest=lowest, tag=tagged, limit=limit)
+                      max_staged_share=max_staged_share, unknown=unknown, lowest=lowest, tag=tagged, limit=limit,
+                      offset=offset)
     lib = open_lib(db)
     result = filters.find(lib, q)
     rows = result["rows"]
     show_notes(result["notes"])
     if chosen:
-        result["action"] = filters.act(lib, result, chosen[0][0], chosen[0][1], create=create)
+        result["action"] = act(lib, result, *chosen[0], create=create, quiet=json_)
     if json_:
         return print_json(result)
     if paths or csv_:
@@ -95,7 +101,8 @@ def find(
         t.add_row(str(r["image_id"]), r["label"], r["predicted"], f"{r['confidence']:.3f}", r["split"] or "-", r["path"])
     console.print(t)
     shown = f"{len(rows)} of {result['total']}" if len(rows) < result["total"] else str(result["total"])
-    console.print(f"{shown} images (predictions of {result['run']}).")
+    start = f", from number {offset + 1}" if offset else ""
+    console.print(f"{shown} images{start} (predictions of {result['run']}).")
     for name, c in sorted(result["classes"].items()):
         console.print(f"  {name}: {c['labelled']} labelled, needs {c['needs']}, staged/synthetic share"
                       f" {c['staged_share']:.0%}, {c['found']} found here")
@@ -103,6 +110,17 @@ def find(
         a = result["action"]
         console.print(f"{a['action']}: {len(a['changed'])} images changed, {a['unchanged']} already so"
                       " (see `curator history IMAGE`).")
+
+
+def act(lib, result: dict, action: str, value: str | None, *, create: bool, quiet: bool) -> dict:
+    """``filters.act`` with one progress bar on stderr when it takes more than one chunk."""
+    from curator import filters
+
+    many = len(result["rows"]) > filters.ACT_CHUNK
+    with progress(quiet=quiet or not many) as bar:
+        task = bar.add_task(action, total=len(result["rows"]))
+        return filters.act(lib, result, action, value, create=create,
+                           on_progress=lambda done: bar.update(task, completed=done))
 
 
 def show_notes(notes: list[str]) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -169,6 +170,9 @@ class Image(Base):
         Index("ix_images_phash", "phash"),
         Index("ix_images_class_subclass", "class_id", "subclass_id"),
         Index("ix_images_label_state", "label_state"),
+        # Per-class counts (classes, coverage, find --low-count) from the index alone (0007).
+        Index("ix_images_label_class", "label_state", "class_id", "subclass_id", "status", "staged", "synthetic",
+              "benchmark"),
     )
 
     @property
@@ -385,6 +389,9 @@ class Evaluation(Base):
     comparisons: Mapped[str] = mapped_column(Text, default="{}")  # JSON: vs parent, production
 
 
+_READABLE = {"sqlite_where": text("error IS NULL"), "postgresql_where": text("error IS NULL")}
+
+
 class Prediction(Base):
     """A run's top-k answer for one image (and its embedding); one row per run and image."""
 
@@ -401,7 +408,12 @@ class Prediction(Base):
     embedding: Mapped[builtins.bytes | None] = mapped_column(LargeBinary)  # float16 pre-logits
     error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_predictions_run_predicted", "run_id", "predicted", "confidence"),)
+    __table_args__ = (
+        Index("ix_predictions_run_predicted", "run_id", "predicted", "confidence"),
+        # Readable predictions only, in the orders find and coverage read them (0007).
+        Index("ix_predictions_run_confidence", "run_id", "confidence", "image_id", **_READABLE),
+        Index("ix_predictions_run_predicted_readable", "run_id", "predicted", "confidence", "image_id", **_READABLE),
+    )
 
 
 class ImageTag(Base):

@@ -1,0 +1,209 @@
+"""The SQL behind ``curator.filters``: every question answered, sorted and paged in the database.
+
+``matches`` is one statement over one run's readable predictions of active images with every
+option of a ``Query`` as a WHERE condition; ``page``, ``count`` and ``per_class`` select from it.
+The per-class numbers that ``low_count`` and ``synthetic_dependent`` need (labelled images, and
+how many of them are real) come from one GROUP BY joined on the predicted class, so no
+prediction is read into Python to be filtered or sorted, and ``top_k`` is decoded only for the
+rows shown.
+
+Guarantees (what ``tests/test_paging.py`` checks against the old Python algorithm):
+- every order is total: it ends with the image id, so pages of ``offset``/``limit`` are stable
+  and concatenate to the whole list;
+- class names sort by code point, as Python sorts strings (``COLLATE "C"`` on PostgreSQL,
+  whose default collation may be a language's).
+
+The indexes these statements use are made by migration 0007 (see ``curator.library.models``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, case, cast, func, literal, literal_column, select
+from sqlalchemy.orm import aliased
+
+from curator.library.models import (
+    ACTIVE,
+    LABELLED,
+    UNKNOWN,
+    UNLABELLED,
+    Image,
+    ImageTag,
+    LabelClass,
+    Prediction,
+    SplitMember,
+    Subclass,
+)
+
+
+def _class_counts():
+    """Per class name: active labelled images and how many of them are real (not staged or
+    synthetic). Classes without any are absent (read as 0)."""
+    real = case((~Image.staged & ~Image.synthetic, 1), else_=0)
+    return (
+        select(LabelClass.name.label("name"), func.count().label("labelled"), func.sum(real).label("real"))
+        .join(Image, (Image.class_id == LabelClass.id) & (Image.label_state == LABELLED) & (Image.status == ACTIVE))
+        .group_by(LabelClass.name)
+        .subquery("class_counts")
+    )
+
+
+def _class_columns(q, counts) -> dict:
+    """``labelled``, ``needs`` and ``staged_share`` of the predicted class, as SQL expressions."""
+    if counts is None:  # not asked: the constants every row carried before (nothing to join)
+        return {"labelled": literal(0), "needs": literal(q.min_count), "staged_share": literal(0.0)}
+    labelled = func.coalesce(counts.c.labelled, 0)
+    real = func.coalesce(counts.c.real, 0)
+    return {
+        "labelled": labelled,
+        "needs": case((labelled < q.min_count, q.min_count - labelled), else_=0),
+        "staged_share": case((labelled > 0, cast(labelled - real, Float) / labelled), else_=0.0),
+    }
+
+
+def _conditions(q, run) -> list:
+    """One WHERE condition per option given (a lookup table: every option composes)."""
+    by_name = {
+        "predicted": lambda v: Prediction.predicted == v,
+        "min_confidence": lambda v: Prediction.confidence >= v,
+        "max_confidence": lambda v: Prediction.confidence <= v,
+        "split": lambda v: Image.id.in_(select(SplitMember.image_id).where(
+            SplitMember.build_id == run.build_id, SplitMember.split == v)),
+        "staged": lambda v: Image.staged.is_(v),
+        "synthetic": lambda v: Image.synthetic.is_(v),
+        "subclass": lambda v: Image.subclass_id.in_(select(Subclass.id).where(Subclass.name == v)),
+        "label": lambda v: (Image.label_state == v) if v in (UNLABELLED, UNKNOWN)
+        else Image.class_id.in_(select(LabelClass.id).where(LabelClass.name == v)),
+        "tag": lambda v: Image.id.in_(select(ImageTag.image_id).where(ImageTag.tag == v)),
+    }
+    found = [cond(getattr(q, name)) for name, cond in by_name.items() if getattr(q, name) is not None]
+    if q.unknown:
+        found.append(Image.label_state == UNKNOWN)
+    elif (q.low_count or q.synthetic_dependent) and q.label is None:
+        found.append(Image.label_state == UNLABELLED)  # the pool: what labelling would add
+    return found
+
+
+def matches(q, run) -> tuple:
+    """The statement every answer selects from, and its columns by name.
+
+    Returns:
+        ``(stmt, columns)``: a ``Select`` of the image id, predicted class, confidence,
+        ``labelled``, ``needs`` and ``staged_share`` with every condition of ``q`` applied (no
+        order, no limit), and those columns as a dict of SQL expressions.
+    """
+    counts = _class_counts() if (q.low_count or q.synthetic_dependent) else None
+    columns = {"image_id": Prediction.image_id, "predicted": Prediction.predicted,
+               "confidence": Prediction.confidence, **_class_columns(q, counts)}
+    stmt = (
+        select(*(c.label(name) for name, c in columns.items()))
+        .select_from(Prediction)
+        .join(Image, Image.id == Prediction.image_id)
+        .where(Prediction.run_id == run.id, Prediction.error.is_(None), Image.status == ACTIVE, *_conditions(q, run))
+    )
+    if counts is not None:
+        stmt = stmt.outerjoin(counts, counts.c.name == Prediction.predicted)
+        if q.low_count:
+            stmt = stmt.where(columns["needs"] > 0)
+        if q.synthetic_dependent:
+            stmt = stmt.where(columns["staged_share"] > q.max_staged_share)
+    return stmt, columns
+
+
+# How each question wants its answer sorted (the first that applies wins); every order ends with
+# the image id, so it is total and paging is stable. ``CLASS_FIRST``: orders that keep each
+# predicted class's rows together, and how they order the classes (on ``per_class`` rows).
+ORDERS = (
+    ("lowest", lambda c: (c.confidence, c.image_id)),
+    ("unknown", lambda c: (c.predicted, c.confidence.desc(), c.image_id)),
+    ("low_count", lambda c: (c.needs.desc(), c.predicted, c.confidence.desc(), c.image_id)),
+    ("synthetic_dependent", lambda c: (c.staged_share.desc(), c.predicted, c.confidence.desc(), c.image_id)),
+    ("max_confidence", lambda c: (c.confidence, c.image_id)),
+)
+DEFAULT_ORDER = lambda c: (c.predicted, c.confidence.desc(), c.image_id)  # noqa: E731
+CLASS_FIRST = {
+    "unknown": lambda c: c["class"],
+    "low_count": lambda c: (-c["needs"], c["class"]),
+    "synthetic_dependent": lambda c: (-c["staged_share"], c["class"]),
+    None: lambda c: c["class"],
+}
+
+
+def order_name(q) -> str | None:
+    """The name of the order ``q``'s question takes (None: the default order)."""
+    return next((name for name, _ in ORDERS if getattr(q, name) not in (None, False)), None)
+
+
+def _order_by(q, columns, dialect: str) -> tuple:
+    """The ORDER BY of ``q``'s question over ``columns`` (by name: image_id, predicted, ...)."""
+    order = dict(ORDERS).get(order_name(q), DEFAULT_ORDER)
+    return order(_Collated(columns, dialect))
+
+
+class _Collated:
+    """``columns`` by attribute, ``predicted`` sorted by code point as Python sorts strings."""
+
+    def __init__(self, columns, dialect: str) -> None:
+        self._columns, self._dialect = columns, dialect
+
+    def __getattr__(self, name: str):
+        column = self._columns[name]
+        return column.collate("C") if name == "predicted" and self._dialect == "postgresql" else column
+
+
+def page(q, run, dialect: str, *, offset: int, limit: int | None, only: list[str] | None = None):
+    """The rows shown: ``matches`` in the question's order, from ``offset``, at most ``limit``
+    (of the classes ``only`` when given), then what a row displays (path, label, top-k, split).
+
+    The page is cut first, in a subquery, so the display columns are joined for its rows only.
+    """
+    stmt, columns = matches(q, run)
+    if only is not None:
+        stmt = stmt.where(Prediction.predicted.in_(only))
+    labels = {name: literal_column(name) if name in _CLASS_COLUMNS else c for name, c in columns.items()}
+    shown = stmt.order_by(*_order_by(q, labels, dialect)).offset(offset or None).limit(limit).subquery("shown")
+    member = aliased(SplitMember)
+    return (
+        select(shown, Image.path, Image.label_state, LabelClass.name.label("class_name"),
+               Subclass.name.label("subclass_name"), Prediction.top_k, member.split, Image.staged, Image.synthetic)
+        .join(Image, Image.id == shown.c.image_id)
+        .join(Prediction, (Prediction.run_id == run.id) & (Prediction.image_id == shown.c.image_id))
+        .outerjoin(LabelClass, LabelClass.id == Image.class_id)
+        .outerjoin(Subclass, Subclass.id == Image.subclass_id)
+        .outerjoin(member, (member.image_id == Image.id) & (member.build_id == run.build_id))
+        .order_by(*_order_by(q, shown.c, dialect))
+    )
+
+
+_CLASS_COLUMNS = ("labelled", "needs", "staged_share")
+
+
+def count(q, run):
+    """How many rows match (before any limit)."""
+    stmt, _ = matches(q, run)
+    return stmt.with_only_columns(func.count(), maintain_column_froms=False)
+
+
+def per_class(q, run):
+    """Per predicted class among the matches: found, labelled, needs, staged share."""
+    stmt, c = matches(q, run)
+    return (stmt.with_only_columns(c["predicted"], func.count(), func.max(c["labelled"]), func.max(c["needs"]),
+                                   func.max(c["staged_share"]))
+            .group_by(c["predicted"]))
+
+
+def class_totals():
+    """Every class of the library: name, active labelled images, how many of them are real."""
+    counts = _class_counts()
+    return (select(LabelClass.name, func.coalesce(counts.c.labelled, 0), func.coalesce(counts.c.real, 0))
+            .outerjoin(counts, counts.c.name == LabelClass.name))
+
+
+def pool_predictions(run, high_confidence: float):
+    """Per class the run predicts on the pool (active unlabelled images): how many, and how
+    many at ``high_confidence`` or more."""
+    confident = case((Prediction.confidence >= high_confidence, 1), else_=0)
+    return (select(Prediction.predicted, func.count(), func.sum(confident))
+            .join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.run_id == run.id, Prediction.error.is_(None), Image.status == ACTIVE,
+                   Image.label_state == UNLABELLED)
+            .group_by(Prediction.predicted))
