@@ -1,0 +1,794 @@
+"""Every read and write command on a library of N images, on SQLite and PostgreSQL (issue 20).
+
+Generates a valid curator library of ``--images`` N (default 1,000,000) once per backend and
+size, and keeps it under benchmarks/out/scale-N-BACKEND/ (git-ignored):
+
+  schema      ``curator.library.init_library(url)``: the migrations make it, as for a user
+  classes     1,000 (``--classes``), every tenth with sub-classes a and b; class c0000 holds
+              10% of N (what ``relabel --of`` moves), the others share 20% of N on a
+              power law (rank^-0.7: a few big classes, a long tail below any cutoff)
+  images      30% labelled, 3% unknown, the rest unlabelled; 2% rejected; 3% of the labelled
+              staged and 2% synthetic; unique sha256 and random 64-bit pHash; one location each
+  history     an import event per image and a second one (label, unknown or a move), plus a
+              reject event for the rejected: about 2 an image
+  duplicates  1% of the images are a near copy of the one before (pHash one bit off, same
+              colour signature): a group and a pair each, and a finished dedup run
+  splits      two builds (at a quarter and half the cutoff, seeds 0 and 1)
+  run r1      trained on the first build (an untrained ``test_resnet`` checkpoint of its
+              classes, so ``bulk-identify`` can run), with top-5 predictions and a 512-d
+              float16 embedding on every image
+
+Rows go in with the DBAPI in bulk (SQLite ``executemany`` in chunks, PostgreSQL ``COPY``),
+foreign-key checks off while loading; PostgreSQL is then ANALYZEd, SQLite is left as a user's
+library is. A later call reuses the library (and runs ``init_library`` on it, so a newer
+migration is applied and timed first). The cutoff scales with N: ``--min-count`` defaults to
+400 * N / 1,000,000 (400 at 1M, 8 at 20k) so the questions have the same shape at any size.
+
+Then it times, on each backend:
+
+  reads       find --lowest 100 --json, find --low-count, coverage, stats, classes --json and
+              find --class C --max-confidence 0.6: the service call in this process (median of
+              ``--repeat``) and ``curator ... --db URL`` in a subprocess (median wall, its peak
+              RSS from wait4); and ``curator --help`` start-up
+  writes      on a copy of the library made for the call (file copy, or CREATE DATABASE ...
+              TEMPLATE), so the kept one stays as generated: relabel --of c0000 (10% of N),
+              find --max-confidence 0.5 --limit N/10 --tag, build-splits --min-count M, dedup
+              after adding 1% new images (SQL rows pointing at real small PNGs),
+              bulk-identify of those 1% with r1 (decode and an untrained test_resnet forward
+              included: the database side is the "already predicted" check and the insert),
+              two ``curator import`` at once of overlapping folders (``--import-images`` PNGs
+              each, half shared; PASS when both finish and every image is there once with all
+              its locations), and browse's working-set mode (SKIP until it exists)
+
+and prints one table: command, backend, in-process ms, wall s, peak MiB, targets, verdict.
+Targets (issue 20): read query <= 100 ms, read command <= 1.0 s wall, start-up <= 0.5 s,
+build-splits <= 60 s, no command above 1 GiB peak, PostgreSQL within 2x of SQLite (in-process ms
+for reads, wall for writes; differences under 10 ms / 0.1 s do not count).
+
+The PostgreSQL server is Debian's binaries started for the call (initdb once into the size's
+folder, trust authentication on 127.0.0.1, fsync off), the approach of tests/postgres.py,
+written again here so benchmarks do not import test helpers.
+
+Usage:
+    .venv/bin/python benchmarks/scale.py                               # 1M, SQLite and PostgreSQL
+    .venv/bin/python benchmarks/scale.py --images 20000 --backend sqlite
+    .venv/bin/python benchmarks/scale.py --images 100000 --no-writes --json benchmarks/out/scale.json
+    .venv/bin/python benchmarks/scale.py --images 20000 --generate-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+OUT = HERE / "out"
+CURATOR = str(ROOT / ".venv" / "bin" / "curator")
+TIME = "/usr/bin/time"  # GNU time: the peak RSS of the command alone
+EPOCH = datetime(2026, 1, 1)
+CHUNK = 20_000
+SIGNATURES = 4096  # distinct colour signatures to draw from
+BIG = "c0000"  # the class relabel --of moves (10% of N)
+TAG = "scale-bench"
+MiB = 1024 * 1024
+
+# --- a private PostgreSQL server (the approach of tests/postgres.py, kept in the size's folder)
+
+
+def _pg_bin() -> Path | None:
+    found = sorted((Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+                   key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return found[-1] if found else None
+
+
+def _as_postgres():
+    """subprocess.run as ourselves, or as root as the `postgres` user (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        return None, subprocess.run
+    account = pwd.getpwnam("postgres")
+    return account, lambda cmd, **kw: subprocess.run(cmd, user=account.pw_uid, group=account.pw_gid,
+                                                     extra_groups=[], **kw)
+
+
+@contextmanager
+def pg_server(folder: Path):
+    """Start the cluster kept in ``folder`` (initdb the first time); yields its base URL."""
+    bin_ = _pg_bin()
+    if bin_ is None:
+        raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+    account, run = _as_postgres()
+    data, log = folder / "pgdata", folder / "server.log"
+    folder.mkdir(parents=True, exist_ok=True)
+    if account is not None:
+        os.chown(folder, account.pw_uid, account.pw_gid)
+    quiet = dict(cwd=folder, capture_output=True, text=True)
+    if not (data / "PG_VERSION").exists():
+        r = run([bin_ / "initdb", "-D", data, "-U", "curator", "--auth=trust", "-E", "UTF8", "--locale=C",
+                 "--no-sync"], **quiet)
+        if r.returncode:
+            raise RuntimeError(f"initdb failed: {r.stdout}{r.stderr}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    opts = (f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off"
+            " -c full_page_writes=off -c max_connections=50 -c shared_buffers=512MB")
+    r = run([bin_ / "pg_ctl", "-D", data, "-l", log, "-w", "-t", "120", "-o", opts, "start"], **quiet)
+    if r.returncode:
+        raise RuntimeError(f"pg_ctl start failed: {r.stdout}{r.stderr}{log.read_text()[-2000:]}")
+    try:
+        yield f"postgresql+psycopg://curator@127.0.0.1:{port}"
+    finally:
+        run([bin_ / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], **quiet)
+
+
+def _pg_admin(base: str, sql: str) -> None:
+    import psycopg
+
+    port = int(base.rsplit(":", 1)[1])
+    with psycopg.connect(host="127.0.0.1", port=port, user="curator", dbname="postgres", autocommit=True) as c:
+        c.execute(sql)
+
+
+# --- generation
+
+
+def _stamp(seconds) -> str:
+    """A timestamp as SQLAlchemy stores DateTime in SQLite (PostgreSQL's COPY reads it too)."""
+    return (EPOCH + timedelta(seconds=int(seconds))).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def plan(n: int, n_classes: int, min_count: int, seed: int = 0, first_id: int = 1) -> dict:
+    """Every image's label, flags, hashes and duplicate partner, as arrays (index i is id first_id+i)."""
+    rng = np.random.default_rng(seed)
+    u = rng.random(n)
+    state = np.where(u < 0.30, 1, np.where(u < 0.33, 2, 0))  # 1 labelled, 2 unknown, 0 unlabelled
+    cls = np.full(n, -1)
+    lab = np.flatnonzero(state == 1)
+    weights = np.arange(1, n_classes, dtype=float) ** -0.7
+    cls[lab] = np.where(rng.random(lab.size) < 1 / 3, 0,
+                        rng.choice(np.arange(1, n_classes), size=lab.size, p=weights / weights.sum()))
+    r = rng.random(n)
+    with_sub = (cls >= 0) & (cls % 10 == 0)
+    sub = np.where(with_sub & (r < 0.5), 0, np.where(with_sub & (r < 0.75), 1, -1))
+    phash = rng.integers(-2**63, 2**63 - 1, size=n, dtype=np.int64)
+    color = rng.integers(0, SIGNATURES, size=n)
+    dup = rng.choice(np.arange(1, n, 2), size=n // 100, replace=False) if n > 200 else np.array([], int)
+    phash[dup] = phash[dup - 1] ^ np.left_shift(np.int64(1), rng.integers(0, 62, size=dup.size))
+    color[dup] = color[dup - 1]
+    return {"n": n, "first_id": first_id, "state": state, "cls": cls, "sub": sub,
+            "rejected": rng.random(n) < 0.02, "staged": (state == 1) & (rng.random(n) < 0.03),
+            "synthetic": (state == 1) & (rng.random(n) < 0.02), "phash": phash, "color": color, "dup": dup,
+            "rng": rng, "seed": seed, "min_count": min_count, "n_classes": n_classes}
+
+
+def _signatures(seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed + 99)
+    shares = rng.dirichlet(np.ones(8), size=(SIGNATURES, 3)) * 65535
+    return [row.round().astype("<u2").tobytes() for row in shares.reshape(SIGNATURES, 24)]
+
+
+def _sub_id(k: int, j: int) -> int:
+    return (k // 10) * 2 + j + 1
+
+
+def _label(p: dict, i: int) -> str:
+    if p["state"][i] == 0:
+        return "unlabelled"
+    if p["state"][i] == 2:
+        return "unknown"
+    k, j = int(p["cls"][i]), int(p["sub"][i])
+    return f"c{k:04d}" + ("" if j < 0 else f"/{'ab'[j]}")
+
+
+def image_rows(p: dict, paths: list[str] | None = None):
+    """images, image_locations and label_events rows (tuples in the column order of TABLES)."""
+    sigs = _signatures(p["seed"])
+    groups = {int(d) - 1: g + 1 for g, d in enumerate(p["dup"])}
+    groups.update({int(d): g + 1 for g, d in enumerate(p["dup"])})
+    images, locations, events = [], [], []
+    lid = p.get("first_event", 1)
+    for i in range(p["n"]):
+        iid = p["first_id"] + i
+        path = paths[i] if paths else f"/data/scale/{iid // 1000:04d}/{iid:07d}.jpg"
+        at, label = _stamp(iid), _label(p, i)
+        state = ("unlabelled", "labelled", "unknown")[p["state"][i]]
+        k, j = int(p["cls"][i]), int(p["sub"][i])
+        rejected = bool(p["rejected"][i])
+        images.append((iid, hashlib.sha256(f"scale-{p['seed']}-{iid}".encode()).hexdigest(), int(p["phash"][i]),
+                       640, 480, "JPEG", "RGB", 50_000 + iid % 100_000, None, sigs[p["color"][i]], path, "scale",
+                       1, at, "rejected" if rejected else "active", "blurry" if rejected else None, state,
+                       k + 1 if k >= 0 else None, _sub_id(k, j) if j >= 0 else None,
+                       bool(p["staged"][i]), bool(p["synthetic"][i]), False, None, groups.get(i)))
+        locations.append((iid, iid, path, 50_000 + iid % 100_000, 1_700_000_000_000_000_000 + iid,
+                          label if state == "labelled" else None, 1, at))
+        second = {"labelled": ("label", "label", "unlabelled", label),
+                  "unknown": ("unknown", "label", "unlabelled", "unknown"),
+                  "unlabelled": ("move", "path", "/old" + path, path)}[state]
+        todo = [("import", "label", None, "unlabelled", "import"), (*second, "cli")]
+        if rejected:
+            todo.append(("reject", "status", "active", "rejected: blurry", "cli"))
+        for action, field, old, new, source in todo:
+            events.append((lid, iid, at, action, field, old, new, source, None, "batch 1"))
+            lid += 1
+        if len(images) >= CHUNK:
+            yield images, locations, events
+            images, locations, events = [], [], []
+    p["next_event"] = lid
+    yield images, locations, events
+
+
+def split_rows(p: dict, build_id: int, cutoff: int, seed: int) -> tuple[list[str], list[tuple]]:
+    """A build's classes (those with ``cutoff`` active labelled images) and its member rows."""
+    ok = (p["state"] == 1) & ~p["rejected"]
+    counts = np.bincount(p["cls"][ok], minlength=p["n_classes"])
+    keep = counts >= cutoff
+    rng = np.random.default_rng(seed + 7)
+    chosen = np.flatnonzero(ok & keep[np.maximum(p["cls"], 0)])
+    u = rng.random(chosen.size)
+    split = np.where(u < 0.8, "train", np.where(u < 0.9, "val", "test"))
+    return ([f"c{k:04d}" for k in np.flatnonzero(keep)],
+            [(build_id, int(i) + p["first_id"], s) for i, s in zip(chosen, split.tolist())])
+
+
+def prediction_rows(p: dict, run_id: int, classes: list[str]):
+    """One prediction per image: top-5 over the run's classes, and a 512-d float16 embedding."""
+    rng = np.random.default_rng(p["seed"] + 1)
+    idx = {int(c[1:]): j for j, c in enumerate(classes)}
+    weights = np.array([int(c[1:]) + 1 for c in classes], dtype=float) ** -0.7
+    weights /= weights.sum()
+    m = len(classes)
+    for start in range(0, p["n"], CHUNK):
+        stop = min(start + CHUNK, p["n"])
+        size = stop - start
+        own = np.array([idx.get(int(k), -1) for k in p["cls"][start:stop]])
+        pick = rng.choice(m, size=size, p=weights)
+        pred = np.where((own >= 0) & (rng.random(size) < 0.7), own, pick)
+        conf = np.round(rng.beta(2.0, 1.3, size=size), 6)
+        step = rng.integers(1, max(2, m // 5), size=size)
+        emb = rng.standard_normal((size, 512), dtype=np.float32).astype(np.float16)
+        rows = []
+        for j in range(size):
+            c = float(conf[j])
+            top = [[classes[pred[j]], c]]
+            for r, share in enumerate((0.4, 0.2, 0.1, 0.05)[:m - 1]):
+                top.append([classes[(pred[j] + (r + 1) * step[j]) % m], round(min(c, (1 - c) * share), 6)])
+            rows.append((run_id, p["first_id"] + start + j, _stamp(p["first_id"] + start + j), classes[pred[j]],
+                         c, json.dumps(top), emb[j].tobytes(), None))
+        yield rows
+
+
+COLUMNS = {
+    "import_batches": "id source roots options status started_at finished_at added duplicates rejected unchanged",
+    "classes": "id name created_at",
+    "subclasses": "id class_id name created_at",
+    "duplicate_groups": "id canonical_id created_at updated_at",
+    "images": ("id sha256 phash width height format mode bytes exif_orientation color_sig path source batch_id"
+               " added_at status reject_reason label_state class_id subclass_id staged synthetic benchmark note"
+               " dup_group_id"),
+    "image_locations": "id image_id path size mtime_ns folder_label batch_id added_at",
+    "label_events": "id image_id at action field old_value new_value source actor detail",
+    "dedup_runs": "id started_at finished_at threshold color_threshold last_image_id compared new_pairs groups",
+    "duplicate_pairs": "image_a image_b kind distance color_distance run_id",
+    "split_builds": "id name created_at params classes report previous_id",
+    "split_members": "build_id image_id split",
+    "runs": ("id name created_at finished_at status build_id parent_id model params classes throwaway promoted_at"
+             " best_epoch best_val_acc best_val_loss epochs_run folder device world_size purpose"),
+    "predictions": "run_id image_id created_at predicted confidence top_k embedding error",
+}
+
+
+class Loader:
+    """Bulk rows into a library with the DBAPI: SQLite executemany, PostgreSQL COPY (FK checks off)."""
+
+    def __init__(self, url: str):
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        self.sqlite = u.get_backend_name() == "sqlite"
+        if self.sqlite:
+            import sqlite3
+
+            self.conn = sqlite3.connect(u.database)
+            self.conn.execute("PRAGMA synchronous=OFF")
+            self.conn.execute("PRAGMA cache_size=-262144")
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database)
+            self.conn.execute("SET session_replication_role = replica")
+
+    def put(self, table: str, rows) -> None:
+        cols = COLUMNS[table].split()
+        if self.sqlite:
+            self.conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                  rows)
+        else:  # bytea as hex text: psycopg's escaping of bytes in a text COPY is far slower
+            with self.conn.cursor().copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([("\\x" + v.hex()) if type(v) is bytes else v for v in row])
+
+    def finish(self, tables=()) -> None:
+        if not self.sqlite:  # ids were given: move each table's sequence past them
+            for t in tables:
+                self.conn.execute(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT max(id) FROM {t}))")
+        self.conn.commit()
+        if not self.sqlite:
+            self.conn.autocommit = True
+            self.conn.execute("ANALYZE")
+        self.conn.close()
+
+
+def write_checkpoint(folder: Path, classes: list[str]) -> None:
+    """runs/r1/best.pt: an untrained test_resnet over the run's classes (bulk-identify reads it)."""
+    import timm
+    import timm.data
+
+    from curator import checkpoints
+
+    model = timm.create_model("test_resnet", num_classes=len(classes))
+    dc = timm.data.resolve_model_data_config(model)
+    data_config = {"input_size": [3, 64, 64], "mean": list(dc["mean"]), "std": list(dc["std"]),
+                   "interpolation": "bilinear", "crop_pct": 1.0}
+    (folder / "runs" / "r1").mkdir(parents=True, exist_ok=True)
+    checkpoints.save(checkpoints.describe(model, model_name="test_resnet", classes=classes, data_config=data_config,
+                                          epoch=0, metrics={}, build="scale-b1", run="r1", parent=None),
+                     folder / "runs" / "r1" / "best.pt")
+
+
+def generate(url: str, folder: Path, n: int, n_classes: int, min_count: int) -> dict:
+    """Create the library at ``url`` and fill it; returns what was made and how long each part took."""
+    from curator.library import init_library
+
+    t0 = time.perf_counter()
+    init_library(url)
+    p = plan(n, n_classes, min_count)
+    load = Loader(url)
+    now = _stamp(0)
+    load.put("import_batches", [(1, "scale", '["/data/scale"]', "{}", "done", now, now, n, 0, 0, 0)])
+    load.put("classes", [(k + 1, f"c{k:04d}", now) for k in range(n_classes)])
+    load.put("subclasses", [(_sub_id(k, j), k + 1, "ab"[j], now) for k in range(0, n_classes, 10) for j in (0, 1)])
+    load.put("duplicate_groups", [(g + 1, int(d) - 1 + 1, now, now) for g, d in enumerate(p["dup"])])
+    for images, locations, events in image_rows(p):
+        load.put("images", images)
+        load.put("image_locations", locations)
+        load.put("label_events", events)
+    load.put("dedup_runs", [(1, now, now, 8, 0.09, n, n, len(p["dup"]), len(p["dup"]))])
+    load.put("duplicate_pairs", [(int(d), int(d) + 1, "phash", 1, 0.0, 1) for d in p["dup"]])
+    builds = []
+    for b, (cutoff, seed) in enumerate(((max(1, min_count // 4), 0), (max(1, min_count // 2), 1)), start=1):
+        classes, members = split_rows(p, b, cutoff, seed)
+        params = {"min_count": cutoff, "max_count": None, "val": 0.1, "test": 0.1, "seed": seed, "include_staged": True}
+        load.put("split_builds", [(b, f"scale-b{b}", now, json.dumps(params), json.dumps(classes), "{}", None)])
+        load.put("split_members", members)
+        builds.append({"classes": len(classes), "members": len(members), "names": classes})
+    builds[1].pop("names")
+    classes = builds[0].pop("names")
+    load.put("runs", [(1, "r1", now, now, "done", 1, None, "test_resnet", "{}", json.dumps(classes), False, None,
+                       0, 0.5, 1.0, 1, "runs/r1", "cpu", 1, "train")])
+    t_rows = time.perf_counter()
+    for rows in prediction_rows(p, 1, classes):
+        load.put("predictions", rows)
+    t_done = time.perf_counter()
+    load.finish(("import_batches", "classes", "subclasses", "duplicate_groups", "images", "image_locations",
+                 "label_events", "dedup_runs", "split_builds", "runs"))
+    write_checkpoint(folder, classes)
+    return {"images": n, "classes": n_classes, "min_count": min_count, "builds": builds,
+            "run_classes": len(classes), "events": p["next_event"] - 1, "duplicate_groups": len(p["dup"]),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "prediction_seconds": round(t_done - t_rows, 1), "rows_seconds": round(t_done - t0, 1)}
+
+
+def add_new_images(url: str, n_new: int, paths: list[str], n_classes: int) -> None:
+    """``n_new`` unlabelled images after the last id, at real PNG paths (for dedup and bulk-identify)."""
+    from sqlalchemy import create_engine, func, select
+
+    from curator.library.models import Image, LabelEvent
+
+    engine = create_engine(url)
+    with engine.connect() as c:
+        first = (c.scalar(select(func.max(Image.id))) or 0) + 1
+        first_event = (c.scalar(select(func.max(LabelEvent.id))) or 0) + 1
+    engine.dispose()
+    p = plan(n_new, n_classes, 1, seed=1, first_id=first)
+    p["state"][:], p["cls"][:], p["sub"][:] = 0, -1, -1
+    p["rejected"][:], p["staged"][:], p["synthetic"][:] = False, False, False
+    p["dup"] = np.array([], int)
+    p["first_event"] = first_event
+    load = Loader(url)
+    for images, locations, events in image_rows(p, paths):
+        load.put("images", images)
+        load.put("image_locations", locations)
+        load.put("label_events", events)
+    load.finish(("images", "image_locations", "label_events"))
+
+
+def disk_bytes(url: str, folder: Path) -> int:
+    if url.startswith("sqlite"):
+        return sum(f.stat().st_size for f in folder.glob("curator.sqlite*"))
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database) as c:
+        return c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+# --- timing
+
+
+def cli(args: list[str], url: str, env: dict, timeout: float) -> dict:
+    """``curator ARGS --db URL`` in a subprocess: wall seconds, exit code and peak RSS.
+
+    The peak is /usr/bin/time's (%M) of the command alone: a child's own ru_maxrss would start
+    from this process's RSS at the fork, which the in-process timings have made large.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, CURATOR, *args, *(["--db", url] if url else [])],
+                                stdout=out, stderr=err, env=env)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        tail = [line for line in err.read().decode(errors="replace").splitlines() if line.strip()][-1:]
+        kib = rss.read().strip().splitlines()
+    return {"wall_s": wall, "peak_mib": int(kib[-1]) / 1024 if kib and kib[-1].isdigit() else float("nan"),
+            "rc": proc.returncode, "stderr": ("timed out" if wall > timeout else tail[0][:160] if tail else "")}
+
+
+def median_cli(args, url, env, repeat, timeout) -> dict:
+    runs = [cli(args, url, env, timeout) for _ in range(repeat)]
+    bad = next((r for r in runs if r["rc"]), None)
+    out = {"wall_s": statistics.median(r["wall_s"] for r in runs), "peak_mib": max(r["peak_mib"] for r in runs)}
+    if bad:
+        out["error"] = f"exit {bad['rc']}: {bad['stderr']}"
+    return out
+
+
+def in_process(fn, repeat: int) -> dict:
+    times = []
+    try:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001 - a service that changed under us is a row, not a crash
+        return {"error": f"{type(e).__name__}: {e}"[:160]}
+    return {"query_ms": statistics.median(times) * 1000}
+
+
+def reads(min_count: int, big_class: str) -> list[tuple]:
+    """(name, CLI args, service call) of each read command."""
+    from curator import catalog, filters
+    from curator.classes import class_table, state_counts
+
+    def classes(lib):
+        with lib.session() as s:
+            return class_table(s), state_counts(s)
+
+    m = str(min_count)
+    return [
+        ("find --lowest 100 --json", ["find", "--run", "r1", "--lowest", "100", "--json"],
+         lambda lib: filters.find(lib, filters.Query(run="r1", lowest=100))),
+        (f"find --low-count --min-count {m} --limit 50",
+         ["find", "--run", "r1", "--low-count", "--min-count", m, "--limit", "50"],
+         lambda lib: filters.find(lib, filters.Query(run="r1", low_count=True, min_count=min_count, limit=50))),
+        (f"coverage --min-count {m}", ["coverage", "--run", "r1", "--min-count", m],
+         lambda lib: filters.class_coverage(lib, "r1", min_count=min_count)),
+        ("stats", ["stats"], lambda lib: catalog.stats(lib)),
+        ("classes --json", ["classes", "--json"], classes),
+        (f"find --class {big_class} --max-confidence 0.6 --limit 50",
+         ["find", "--run", "r1", "--class", big_class, "--max-confidence", "0.6", "--limit", "50"],
+         lambda lib: filters.find(lib, filters.Query(run="r1", predicted=big_class, max_confidence=0.6, limit=50))),
+    ]
+
+
+def time_reads(url: str, env: dict, args) -> list[dict]:
+    from curator.library import open_library
+
+    rows = [{"command": "curator --help (start-up)", "kind": "startup",
+             **median_cli(["--help"], "", env, args.repeat, args.timeout)}]
+    lib = open_library(url, home=env.get("CURATOR_HOME"))
+    for name, argv, fn in reads(args.min_count, args.find_class):
+        row = {"command": name, "kind": "read", **in_process(lambda: fn(lib), args.repeat)}
+        wall = median_cli(argv, url, env, args.repeat, args.timeout)
+        row.update({k: v for k, v in wall.items() if k != "error"})
+        if "error" in wall:
+            row["error"] = "; ".join(filter(None, (row.get("error"), "CLI " + wall["error"])))
+        rows.append(row)
+        print(f"  {name}: {_fmt(row)}", flush=True)
+    lib.close()
+    return rows
+
+
+def _fmt(row: dict) -> str:
+    parts = [f"{row['query_ms']:.0f} ms" if "query_ms" in row else "",
+             f"{row['wall_s']:.2f} s" if "wall_s" in row else "",
+             f"{row['peak_mib']:.0f} MiB" if "peak_mib" in row else "", row.get("error", "")]
+    return ", ".join(p for p in parts if p)
+
+
+def png_paths(count: int) -> list[str]:
+    import bulk_identify  # benchmarks/bulk_identify.py: its cached folders of small PNGs
+
+    return sorted(str(p) for p in bulk_identify.png_pool(count).iterdir())
+
+
+def import_folders(k: int) -> tuple[Path, Path]:
+    """Two folders of ``k`` PNGs each sharing k/2 (hard links into one pool of 1.5k)."""
+    pool = png_paths(k + k // 2)
+    base = OUT / f"scale-import-{k}"
+    folders = (base / "a", base / "b")
+    if not folders[1].is_dir():
+        for folder, chosen in zip(folders, (pool[:k], pool[k // 2:])):
+            folder.mkdir(parents=True, exist_ok=True)
+            for src in chosen:
+                os.link(src, folder / Path(src).name)
+    return folders
+
+
+def concurrent_imports(url: str, env: dict, k: int, timeout: float) -> dict:
+    import threading
+
+    from sqlalchemy import create_engine, func, select
+
+    from curator.library.models import Image, ImageLocation
+
+    folders = import_folders(k)
+    results = [None, None]
+
+    def one(i):
+        results[i] = cli(["import", str(folders[i])], url, env, timeout)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    engine = create_engine(url)
+    with engine.connect() as c:
+        like = f"{folders[0].parent}%"
+        images = c.scalar(select(func.count(func.distinct(ImageLocation.image_id))).where(ImageLocation.path.like(like)))
+        locations = c.scalar(select(func.count()).select_from(ImageLocation).where(ImageLocation.path.like(like)))
+        shas = c.scalar(select(func.count()).select_from(Image).where(Image.path.like(like)))
+    engine.dispose()
+    want = (k + k // 2, 2 * k)
+    row = {"wall_s": wall, "peak_mib": max(r["peak_mib"] for r in results)}
+    failed = [f"import {'ab'[i]} exit {r['rc']}: {r['stderr']}" for i, r in enumerate(results) if r["rc"]]
+    if failed or (images, locations, shas) != (want[0], want[1], want[0]):
+        row["error"] = "; ".join(failed) or (f"{images} images / {locations} locations, expected"
+                                               f" {want[0]} / {want[1]}")
+    return row
+
+
+def scratch_copy(backend: str, url: str, folder: Path, base: str | None):
+    """A copy of the library for the write paths: (url, env home) ; removed by ``drop_scratch``."""
+    if backend == "sqlite":
+        target = folder.parent / (folder.name + "-scratch")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for f in folder.glob("curator.sqlite*"):
+            shutil.copyfile(f, target / f.name)
+        shutil.copytree(folder / "runs", target / "runs")
+        return f"sqlite:///{target / 'curator.sqlite'}", target
+    _pg_admin(base, "DROP DATABASE IF EXISTS scale_scratch")
+    _pg_admin(base, "CREATE DATABASE scale_scratch TEMPLATE scale")
+    return f"{base}/scale_scratch", folder / "home"
+
+
+def drop_scratch(backend: str, target: Path, base: str | None) -> None:
+    if backend == "sqlite":
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        _pg_admin(base, "DROP DATABASE IF EXISTS scale_scratch")
+
+
+def time_writes(backend: str, url: str, folder: Path, base: str | None, env: dict, args) -> list[dict]:
+    t0 = time.perf_counter()
+    url, home = scratch_copy(backend, url, folder, base)
+    env = {**env, "CURATOR_HOME": str(home)}
+    from curator.library import init_library
+
+    init_library(url)  # a migration that landed since the reads (the tree is shared) goes in first
+    print(f"  copy of the library for the writes: {time.perf_counter() - t0:.1f} s", flush=True)
+    n_new = max(1, args.images // 100)
+    steps = [
+        (f"relabel --of {BIG} ({args.images // 10} images)", "write",
+         lambda: cli(["relabel", "--of", BIG, "--class", "c0000x", "--create"], url, env, args.timeout)),
+        (f"find --max-confidence 0.5 --limit {args.images // 10} --tag", "write",
+         lambda: cli(["find", "--run", "r1", "--max-confidence", "0.5", "--limit", str(args.images // 10),
+                      "--tag", TAG, "--paths"], url, env, args.timeout)),
+        (f"build-splits --min-count {args.min_count}", "build-splits",
+         lambda: cli(["build-splits", "--min-count", str(args.min_count), "--name", "scale-bench"], url, env,
+                     args.timeout)),
+        (f"dedup after adding {n_new} images (1%)", "write",
+         lambda: (add_new_images(url, n_new, png_paths(n_new), args.classes),
+                  cli(["dedup"], url, env, args.timeout))[1]),
+        (f"bulk-identify {n_new} new images (test_resnet)", "write",
+         lambda: cli(["bulk-identify", "--run", "r1", "--workers", "1"], url, env, args.timeout)),
+        (f"2 x import {args.import_images} PNGs at once, half shared", "write",
+         lambda: concurrent_imports(url, env, args.import_images, args.timeout)),
+        ("browse --working-set --no-launch", "browse", lambda: browse(url, env, args.timeout)),
+    ]
+    rows = []
+    for name, kind, step in steps:
+        try:
+            result = step()
+        except Exception as e:  # noqa: BLE001 - a missing feature is a SKIP row, not a crash
+            result = {"skip": f"{type(e).__name__}: {e}"[:160]}
+        row = {"command": name, "kind": kind, **{k: v for k, v in result.items() if k in
+                                                   ("wall_s", "peak_mib", "error", "skip")}}
+        if result.get("rc"):
+            row["error"] = f"exit {result['rc']}: {result['stderr']}"
+        rows.append(row)
+        print(f"  {name}: {_fmt(row) or row.get('skip', '')}", flush=True)
+    drop_scratch(backend, home if backend == "sqlite" else folder, base)
+    return rows
+
+
+def browse(url: str, env: dict, timeout: float) -> dict:
+    """browse's working-set mode (FiftyOne refreshed, no app), once it exists; SKIP until then."""
+    text = subprocess.run([CURATOR, "browse", "--help"], capture_output=True, text=True, env=env).stdout
+    if "--working-set" not in text:
+        return {"skip": "browse has no --working-set mode yet"}
+    return cli(["browse", "--run", "r1", "--working-set", "--no-launch"], url, env, timeout)
+
+
+# --- the table
+
+
+TARGETS = {"startup": ("wall_s", 0.5), "read": ("query_ms", 100.0), "build-splits": ("wall_s", 60.0),
+           "browse": ("wall_s", 60.0)}
+
+
+def verdicts(rows: list[dict]) -> None:
+    """Each row's targets and PASS/FAIL/SKIP, including PostgreSQL against SQLite's same row."""
+    sqlite = {r["command"]: r for r in rows if r["backend"] == "sqlite"}
+    for r in rows:
+        if "skip" in r:
+            r["target"], r["verdict"] = "", "SKIP"
+            continue
+        checks = []
+        if r["kind"] in TARGETS:
+            key, limit = TARGETS[r["kind"]]
+            checks.append((f"{'<=' + str(int(limit)) + ' ms' if key == 'query_ms' else '<=' + str(limit) + ' s'}",
+                           r.get(key, float("inf")) <= limit))
+        if r["kind"] == "read":
+            checks.append(("<=1.0 s wall", r.get("wall_s", float("inf")) <= 1.0))
+        checks.append(("<=1024 MiB", r.get("peak_mib", 0) <= 1024))
+        base = sqlite.get(r["command"])
+        if r["backend"] == "postgresql" and base and r["kind"] != "startup":
+            key, floor = ("query_ms", 10.0) if r["kind"] == "read" else ("wall_s", 0.1)
+            if key in r and key in base:
+                r["vs_sqlite"] = r[key] / max(base[key], 1e-9)
+                checks.append(("<=2x SQLite", r[key] <= 2 * max(base[key], floor)))
+        r["target"] = ", ".join(c for c, _ in checks)
+        r["verdict"] = "FAIL" if "error" in r or not all(ok for _, ok in checks) else "PASS"
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'command':<50} {'backend':<10} {'in-proc ms':>10} {'wall s':>8} {'peak MiB':>8}  {'target':<42} verdict"
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in rows:
+        ms = f"{r['query_ms']:.0f}" if "query_ms" in r else "-"
+        wall = f"{r['wall_s']:.2f}" if "wall_s" in r else "-"
+        peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
+        why = r.get("error") or r.get("skip") or (f"{r['vs_sqlite']:.1f}x SQLite" if "vs_sqlite" in r else "")
+        print(f"{r['command'][:50]:<50} {r['backend']:<10} {ms:>10} {wall:>8} {peak:>8}  {r['target']:<42}"
+              f" {r['verdict']}{'  ' + why if why else ''}")
+
+
+# --- one backend
+
+
+@contextmanager
+def library(backend: str, folder: Path):
+    """The library's URL (a server started for PostgreSQL), the server's base URL, and its env."""
+    env = {**os.environ}
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'curator.sqlite'}", None, env
+        return
+    with pg_server(folder) as base:
+        if not (folder / "generated.json").exists():
+            _pg_admin(base, "DROP DATABASE IF EXISTS scale")
+            _pg_admin(base, "CREATE DATABASE scale")
+        (folder / "home").mkdir(exist_ok=True)
+        yield f"{base}/scale", base, {**env, "CURATOR_HOME": str(folder / "home")}
+
+
+def one_backend(backend: str, args) -> tuple[dict, list[dict]]:
+    folder = (args.library or OUT) / f"scale-{args.images}-{backend}"
+    marker = folder / "generated.json"
+    if args.regenerate or (marker.exists() and json.loads(marker.read_text())["images"] != args.images):
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = json.loads(marker.read_text()) if marker.exists() else None
+    migrated = None
+    with library(backend, folder) as (url, base, env):
+        home = folder / "home" if backend == "postgresql" else folder
+        if info is None:
+            print(f"{backend}: generating {args.images:,} images in {folder} ...", flush=True)
+            info = generate(url, home, args.images, args.classes, args.min_count)
+            info["disk_bytes"] = disk_bytes(url, folder)
+            marker.write_text(json.dumps(info, indent=1))
+        else:
+            from curator.library import init_library
+
+            t0 = time.perf_counter()
+            done = init_library(url)
+            if done.from_revision != done.to_revision:
+                migrated = {"command": f"db upgrade {done.from_revision} -> {done.to_revision}", "kind": "migration",
+                            "wall_s": time.perf_counter() - t0}
+                print(f"{backend}: schema {migrated['command']} in {migrated['wall_s']:.1f} s", flush=True)
+        print(f"{backend}: {info['images']:,} images, generated in {info['seconds']} s,"
+              f" {info['disk_bytes'] / MiB:,.0f} MiB on disk", flush=True)
+        if args.generate_only:
+            return info, []
+        rows = ([migrated] if migrated else []) + time_reads(url, env, args)
+        if args.writes:
+            rows += time_writes(backend, url, folder, base, env, args)
+    for r in rows:
+        r["backend"] = backend
+    return info, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1_000_000)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--min-count", type=int, help="the cutoff [default: 400 * N / 1,000,000, at least 2]")
+    parser.add_argument("--find-class", default="c0010", help="the class of find --class C --max-confidence 0.6")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--library", type=Path, help="folder to keep the libraries in [default: benchmarks/out]")
+    parser.add_argument("--regenerate", action="store_true", help="make the library again")
+    parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument("--writes", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--import-images", type=int, default=2000, help="PNGs in each concurrent import")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds before a command is killed (FAIL)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    args.min_count = args.min_count or max(2, round(400 * args.images / 1_000_000))
+    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    libraries, rows = {}, []
+    for backend in backends:
+        libraries[backend], found = one_backend(backend, args)
+        rows += found
+    if rows:
+        verdicts(rows)
+        print_table(rows)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"images": args.images, "min_count": args.min_count, "libraries": libraries,
+                                         "rows": rows, "taken": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                                        indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
