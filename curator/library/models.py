@@ -170,9 +170,9 @@ class Image(Base):
         Index("ix_images_phash", "phash"),
         Index("ix_images_class_subclass", "class_id", "subclass_id"),
         Index("ix_images_label_state", "label_state"),
-        # Per-class counts (classes, coverage, find --low-count) from the index alone (0007).
+        # Per-class counts (classes, coverage, find --low-count) and stats from the index alone (0007).
         Index("ix_images_label_class", "label_state", "class_id", "subclass_id", "status", "staged", "synthetic",
-              "benchmark"),
+              "benchmark", "format", "bytes"),
     )
 
     @property

@@ -5,9 +5,9 @@
   / `--max-confidence` read a run's least sure predictions in order and stop after N; `--class C`,
   the per-class orders and the per-class counts of `coverage` read the second. Partial, so no
   prediction row (with its embedding) is read to learn whether it is readable.
-- images (label_state, class_id, subclass_id, status, staged, synthetic, benchmark): the per-class
-  counts of `classes`, `coverage`, `find --low-count` / `--synthetic-dependent` are read from the
-  index alone, already grouped by class.
+- images (label_state, class_id, subclass_id, status, staged, synthetic, benchmark, format, bytes):
+  the per-class counts of `classes`, `coverage`, `find --low-count` / `--synthetic-dependent`
+  and every count of `stats` are read from the index alone, already grouped by class.
 
 Plain CREATE INDEX, no table rewrite: seconds on a library of a million images.
 
@@ -33,7 +33,7 @@ INDEXES = {
     'ix_predictions_run_predicted_readable': ('predictions', ['run_id', 'predicted', 'confidence', 'image_id'],
                                               READABLE),
     'ix_images_label_class': ('images', ['label_state', 'class_id', 'subclass_id', 'status', 'staged',
-                                         'synthetic', 'benchmark'], {}),
+                                         'synthetic', 'benchmark', 'format', 'bytes'], {}),
 }
 
 
