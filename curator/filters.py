@@ -128,14 +128,15 @@ def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
     """
     size = _window(q)
     order = filter_sql.order_name(q)
-    if order not in filter_sql.CLASS_FIRST:
-        total = s.scalar(filter_sql.count(q, run))
-        offset, only = q.offset, None
-    else:
+    counts, offset, only = [], q.offset, None
+    if order in filter_sql.CLASS_FIRST or q.low_count or q.synthetic_dependent:
         counts = [{"class": name, "found": found, "labelled": labelled, "needs": needs, "staged_share": share}
                   for name, found, labelled, needs, share in s.execute(filter_sql.per_class(q, run))]
-        counts.sort(key=filter_sql.CLASS_FIRST[order])
         total = sum(c["found"] for c in counts)
+    else:
+        total = s.scalar(filter_sql.count(q, run))
+    if order in filter_sql.CLASS_FIRST:
+        counts.sort(key=filter_sql.CLASS_FIRST[order])
         offset, only = _classes_spanned(counts, q.offset, size)
     classes = {} if not (q.low_count or q.synthetic_dependent) else {
         c["class"]: {"labelled": c["labelled"], "needs": c["needs"], "staged_share": round(c["staged_share"], 3),

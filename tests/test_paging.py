@@ -98,6 +98,10 @@ QUERIES = [
     dict(limit=4),
     dict(limit=4, lowest=2),
     dict(low_count=True, min_count=5, limit=2),
+    dict(low_count=True, min_count=5, lowest=2),  # the first order that applies wins
+    dict(synthetic_dependent=True, max_confidence=0.9),
+    dict(unknown=True, low_count=True, min_count=7),
+    dict(unknown=True, synthetic_dependent=True, max_staged_share=0.0),
 ]
 
 
