@@ -419,11 +419,12 @@ def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, on
     fo = connect(lib)
     dataset = open_dataset(lib)
     scope = scope or Scope(**dataset.info.get("scope", {}))
+    whole = not is_working_set(lib, scope)
     say("finding the saved views' images")
-    views = find_views(lib, found_run)
+    views = find_views(lib, found_run, limit=None if whole else scope.max_samples)
     state = _app_state(dataset)
     wanted, held = None, []
-    if is_working_set(lib, scope):
+    if not whole:
         wanted = working_set(lib, found_run, scope, views)
         members = set(wanted)
         held = [i for i in state if i not in members and _pending(state[i])]  # pull decides those

@@ -12,6 +12,8 @@ to build and to open:
 - then the images of every saved view but the ``tag-T`` ones, or of ``view`` alone;
 - at most ``max_samples`` in all: the views share what is left rank by rank (each view's first
   image, then each view's second...), so a small view is whole and a big one gives its first.
+  No view is read past its first ``max_samples`` rows (the look-alike views, made from one
+  query, share that query's first ``max_samples``), and a saved view shows the samples held.
 
 Samples with app edits not yet pulled stay in the dataset whatever the working set (see
 ``curator.fiftyone_sync.sync``).
@@ -68,8 +70,13 @@ def saved_suspects(lib: Library, run: Run | None) -> dict[int, dict]:
     return {r["image_id"]: r for r in json.loads(path.read_text())["suspects"]}
 
 
-def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]:
-    """Each saved view: name -> (description, filters.Query) or a list of image ids (in order)."""
+def view_queries(lib: Library, run: Run | None, *, limit: int | None = None) -> dict[str, tuple[str, object]]:
+    """Each saved view: name -> (description, filters.Query) or a list of image ids (in order).
+
+    Args:
+        limit: only each view's first rows (a working set holds no more); the look-alike views
+            then share the first ``limit`` rows of their one query.
+    """
     from sqlalchemy import select
 
     from curator.dedup import label_conflicts
@@ -80,16 +87,16 @@ def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]
     if run is not None:
         r = run.name
         views["low-confidence"] = (f"curator find --run {r} --label unlabelled --max-confidence {LOW_CONFIDENCE}",
-                                   Query(run=r, label=UNLABELLED, max_confidence=LOW_CONFIDENCE))
-        views["low-count"] = (f"curator find --run {r} --low-count", Query(run=r, low_count=True))
+                                   Query(run=r, label=UNLABELLED, max_confidence=LOW_CONFIDENCE, limit=limit))
+        views["low-count"] = (f"curator find --run {r} --low-count", Query(run=r, low_count=True, limit=limit))
         views["synthetic-dependent"] = (f"curator find --run {r} --synthetic-dependent",
-                                        Query(run=r, synthetic_dependent=True))
-        views["unknown"] = (f"curator find --run {r} --unknown", Query(run=r, unknown=True))
-        views["lowest"] = (f"curator find --run {r} --lowest {LOWEST}", Query(run=r, lowest=LOWEST))
+                                        Query(run=r, synthetic_dependent=True, limit=limit))
+        views["unknown"] = (f"curator find --run {r} --unknown", Query(run=r, unknown=True, limit=limit))
+        views["lowest"] = (f"curator find --run {r} --lowest {LOWEST}", Query(run=r, lowest=LOWEST, limit=limit))
         # One look-alike view per predicted class: the rows of `find --class C --max-confidence`,
         # taken from a single query (same rows, same order: least sure first).
         by_class = defaultdict(list)
-        for row in find(lib, Query(run=r, max_confidence=LOW_CONFIDENCE))["rows"]:
+        for row in find(lib, Query(run=r, max_confidence=LOW_CONFIDENCE, limit=limit))["rows"]:
             by_class[row["predicted"]].append(row["image_id"])
         for cls in sorted(by_class):
             views[f"look-alike-{cls}"] = (f"curator find --run {r} --class {cls} --max-confidence {LOW_CONFIDENCE}",
@@ -103,7 +110,7 @@ def view_queries(lib: Library, run: Run | None) -> dict[str, tuple[str, object]]
                                     [m["id"] for g in label_conflicts(s) for m in g["members"]])
         for tag in s.scalars(select(ImageTag.tag).distinct().order_by(ImageTag.tag)):
             views[f"{TAG_VIEW}{tag}"] = (f"curator find --tagged {tag}", list(s.scalars(
-                select(ImageTag.image_id).where(ImageTag.tag == tag).order_by(ImageTag.image_id))))
+                select(ImageTag.image_id).where(ImageTag.tag == tag).order_by(ImageTag.image_id).limit(limit))))
     return views
 
 
@@ -116,9 +123,11 @@ def view_ids(lib: Library, spec) -> list[int]:
     return [r["image_id"] for r in find(lib, spec)["rows"]]
 
 
-def find_views(lib: Library, run: Run | None) -> dict[str, tuple[str, list[int]]]:
-    """Each saved view's description and image ids, in order (each filter run once)."""
-    return {name: (description, view_ids(lib, spec)) for name, (description, spec) in view_queries(lib, run).items()}
+def find_views(lib: Library, run: Run | None, *, limit: int | None = None) -> dict[str, tuple[str, list[int]]]:
+    """Each saved view's description and image ids, in order (each filter run once; ``limit``:
+    see `view_queries`)."""
+    specs = view_queries(lib, run, limit=limit)
+    return {name: (description, view_ids(lib, spec)) for name, (description, spec) in specs.items()}
 
 
 def check_view(name: str, views) -> None:

@@ -91,6 +91,8 @@ def test_asked_images_come_first_and_the_cap_is_shared_rank_by_rank(known):
     # first of each view in turn: low-confidence p5, low-count p5, synthetic-dependent p4, unknown u1
     fs.sync(known, scope=Scope(all=False, max_samples=3))
     assert names(known, held(known)) == {"p5.png", "p4.png", "u1.png"}
+    fs.sync(known, scope=Scope(all=False, view="lowest", max_samples=2))  # a view's first rows
+    assert names(known, held(known)) == set(names(known, found(known, lowest=2)))
     fs.sync(known, scope=Scope(all=False, view="unknown", classes=("kangaroo",), limit=2, max_samples=3))
     assert names(known, held(known)) == set(names(known, found(known, predicted="kangaroo")[:2])) | {"u1.png"}
 
