@@ -29,7 +29,7 @@ Then it times, on each backend:
   reads       find --lowest 100 --json, find --low-count, coverage, stats, classes --json and
               find --class C --max-confidence 0.6: the service call in this process (median of
               ``--repeat``) and ``curator ... --db URL`` in a subprocess (median wall, its peak
-              RSS from wait4); and ``curator --help`` start-up
+              RSS from GNU time); and ``curator --help`` start-up
   writes      on a copy of the library made for the call (file copy, or CREATE DATABASE ...
               TEMPLATE), so the kept one stays as generated: relabel --of c0000 (10% of N),
               find --max-confidence 0.5 --limit N/10 --tag, build-splits --min-count M, dedup
@@ -38,16 +38,17 @@ Then it times, on each backend:
               included: the database side is the "already predicted" check and the insert),
               two ``curator import`` at once of overlapping folders (``--import-images`` PNGs
               each, half shared; PASS when both finish and every image is there once with all
-              its locations), and browse's working-set mode (SKIP until it exists)
+              its locations), and ``browse --working-set --no-launch`` (SKIP where that mode is missing)
 
 and prints one table: command, backend, in-process ms, wall s, peak MiB, targets, verdict.
 Targets (issue 20): read query <= 100 ms, read command <= 1.0 s wall, start-up <= 0.5 s,
-build-splits <= 60 s, no command above 1 GiB peak, PostgreSQL within 2x of SQLite (in-process ms
+build-splits and browse <= 60 s, no command above 1 GiB peak, PostgreSQL within 2x of SQLite (in-process ms
 for reads, wall for writes; differences under 10 ms / 0.1 s do not count).
 
 The PostgreSQL server is Debian's binaries started for the call (initdb once into the size's
-folder, trust authentication on 127.0.0.1, fsync off), the approach of tests/postgres.py,
-written again here so benchmarks do not import test helpers.
+folder, trust authentication on 127.0.0.1, fsync off): benchmarks/scale_library.py, with the
+generation; the approach of tests/postgres.py, written again because benchmarks do not import
+test helpers.
 
 Usage:
     .venv/bin/python benchmarks/scale.py                               # 1M, SQLite and PostgreSQL
