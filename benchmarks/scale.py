@@ -63,6 +63,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -99,11 +100,11 @@ def cli(args: list[str], url: str, env: dict, timeout: float) -> dict:
             tempfile.NamedTemporaryFile("r") as rss:
         t0 = time.perf_counter()
         proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, CURATOR, *args, *(["--db", url] if url else [])],
-                                stdout=out, stderr=err, env=env)
+                                stdout=out, stderr=err, env=env, start_new_session=True)
         try:
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        except subprocess.TimeoutExpired:  # the whole group: time, curator and its workers
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         wall = time.perf_counter() - t0
         err.seek(0)
