@@ -129,3 +129,17 @@ def test_a_killed_bulk_identify_loses_at_most_a_batch_and_a_rerun_finishes(poole
     assert 5 <= before < n, "the run ended before it could be killed"
     rest = predict.bulk_identify(pooled, "child", workers=0)
     assert rest.already == before and rest.scored == n - before
+
+
+
+def test_already_predicted_is_asked_a_chunk_of_ids_at_a_time(pooled, monkeypatch):
+    pool = predict.pool_ids(pooled, "unlabelled")
+    predict.bulk_identify(pooled, "child", limit=10, workers=0)  # the pool's first 10, by id
+    monkeypatch.setattr(predict, "CHUNK", 7)
+    ids = [*reversed(pool), pool[0]]
+    with pooled.session() as s:
+        left = predict._not_predicted(s, runs.summary(pooled, "child")["id"], ids)
+    assert left == list(reversed(pool[10:]))  # in the order given, once each
+    summary = predict.score(pooled, "child", ids, workers=0, limit=3)
+    assert (summary.asked, summary.already, summary.scored) == (len(ids), 11, 3)
+    assert set(_stored(pooled, "child")) & set(pool) == set(pool[:10]) | set(pool[-3:])  # the last 3 given first

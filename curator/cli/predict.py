@@ -29,32 +29,42 @@ def bulk_identify(
 
     Re-running skips images this run already predicted, so an interrupted run is finished by
     running it again; Ctrl-C stops after the batch in hand is saved. Unreadable images are
-    recorded and skipped.
+    recorded and skipped. Under torchrun each process predicts its own share of the pool (on
+    cuda:LOCAL_RANK where there are GPUs) and rank 0 reports the total.
 
     Example: curator bulk-identify --run latest --pool unlabelled
+
+    Example: torchrun --nproc-per-node 4 -m curator -- bulk-identify --run latest
     """
     from curator import predict
 
     if pool not in predict.POOLS:
         raise typer.BadParameter(f"{pool!r} is not one of {', '.join(predict.POOLS)}", param_hint="--pool")
     lib = open_lib(db)
+    dist = predict.Dist.from_env()
     stop = GracefulStop("Stopping after this batch is saved (Ctrl-C again to stop now)...")
     try:
-        with progress(quiet=json_) as bar:
-            task = bar.add_task("identifying", total=None)
+        with progress(quiet=json_ or not dist.main) as bar:  # rank 0's shows its own share
+            task = bar.add_task("identifying" if dist.world == 1 else f"identifying (1 of {dist.world} shares)", total=None)
             summary = predict.bulk_identify(
                 lib, run, pool, top_k=top_k, batch_size=batch_size, workers=workers, limit=limit, device=device,
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total), should_stop=stop)
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total), should_stop=stop,
+                dist=dist)
     except KeyboardInterrupt:
         summary = None
     if summary is None or summary.interrupted:
-        err_console.print("Interrupted: every batch finished so far is saved; run the same command again to finish.")
+        if dist.main:
+            err_console.print("Interrupted: every batch finished so far is saved; run the same command again to finish.")
         raise typer.Exit(130)
+    if not dist.main:  # a torchrun process other than rank 0: rank 0 reports the job
+        return
     if json_:
         return print_json(summary.to_dict())
     s = summary
     console.print(f"Predicted {s.scored} images of the {pool} pool with {s.run} in {s.seconds:.1f} s"
                   f" ({s.images_per_second:.0f} images/s); {s.already} already done, {len(s.errors)} unreadable.")
+    if s.shards:
+        console.print(f"{len(s.shards)} processes: " + ", ".join(f"rank {p['rank']} {p['scored']}" for p in s.shards))
     if s.by_class:
         console.print("Top-1 classes: " + ", ".join(f"{c} {n}" for c, n in sorted(s.by_class.items(), key=lambda x: (-x[1], x[0]))))
     for e in s.errors:
