@@ -119,7 +119,7 @@ def test_cli_browse_working_set(known, cli):
     out = as_json(cli("browse", "--no-launch", "--working-set", "--json"))
     assert (out["working_set"], out["samples"], out["scope"]["max_samples"]) == (True, 9, fiftyone_views.MAX_SAMPLES)
     text = cli("browse", "--no-launch", "--working-set", "--view", "unknown").stdout
-    assert "2 samples: a working set of the 18 active images (view unknown, at most 50,000;" in text
+    assert f"2 samples: a working set of the 18 active images (view unknown, at most {fiftyone_views.MAX_SAMPLES:,};" in text
     assert "Open it with `curator browse --working-set --view unknown` (the app then serves " in text
     assert "18 samples, predictions of r)" in cli("browse", "--no-launch", "--all").stdout
     assert error(cli("browse", "--no-launch", "--working-set", "--view", "nope")).startswith(
