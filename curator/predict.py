@@ -230,13 +230,17 @@ def bulk_identify(lib: Library, run: str = "latest", pool: str = "unlabelled", *
 
 
 def _device(name: str, dist: Dist) -> torch.device:
-    """``pick_device(name)``; under torchrun a GPU is this process's own, ``cuda:LOCAL_RANK``."""
+    """``pick_device(name)``; under torchrun a GPU is this process's own, ``cuda:LOCAL_RANK``
+    (more processes than GPUs share them round the table)."""
     device = pick_device(name)
     if dist.world > 1 and device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     if dist.world > 1 and device.type == "cpu":  # the processes share the cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
     return device
+
+
+_joined: list[bool] = []  # True once _group() started the process group (and must end it)
 
 
 def _group():
@@ -245,14 +249,17 @@ def _group():
 
     if not tdist.is_initialized():
         tdist.init_process_group("gloo")
+        _joined.append(True)
     return tdist
 
 
 def _leave_group() -> None:
+    """End the process group ``_group`` started; one the caller started is theirs to end."""
     import torch.distributed as tdist
 
-    if tdist.is_available() and tdist.is_initialized():
+    if _joined and tdist.is_initialized():
         tdist.destroy_process_group()
+    _joined.clear()
 
 
 def _gathered(mine: ScoreSummary, dist: Dist) -> ScoreSummary:

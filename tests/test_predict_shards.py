@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from curator import predict, runs
@@ -98,3 +99,17 @@ def test_a_rerun_finishes_what_a_killed_process_left(pooled, trained_copy):
     assert sorted(after) == pool
     with pooled.session() as s:
         assert s.scalar(select(func.count()).select_from(Prediction).where(Prediction.error.is_not(None))) == 0
+
+
+@pytest.mark.parametrize("local_rank, gpus, expected", [("0", 2, "cuda:0"), ("1", 2, "cuda:1"), ("3", 2, "cuda:1")])
+def test_each_process_takes_its_own_gpu(monkeypatch, local_rank, gpus, expected):
+    """No GPU here: torch is told there are ``gpus``; the device object is all that is made."""
+    import torch
+
+    from curator.train import Dist
+
+    monkeypatch.setattr(predict, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert str(predict._device("auto", Dist(int(local_rank), 4))) == expected
+    assert str(predict._device("auto", Dist())) == "cuda"  # one process: pick_device's choice
