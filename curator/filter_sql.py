@@ -183,9 +183,17 @@ def count(q, run):
     return stmt.with_only_columns(func.count(), maintain_column_froms=False)
 
 
-def per_class(q, run):
+def per_class(q, run, dialect: str):
     """Per predicted class among the matches: found, labelled, needs, staged share."""
     stmt, c = matches(q, run)
+    if dialect == "sqlite" and (q.unknown or q.label is not None or q.low_count or q.synthetic_dependent):
+        # Left alone, SQLite walks every prediction of the run in class order (to skip the GROUP
+        # BY's sort) and looks each image up; matching first lets it start from the images of
+        # the one label state asked about, through their index: 18 ms instead of 340 ms for the
+        # unknown images of a 100k library, 110 instead of 225 for its pool.
+        found = stmt.cte("found").prefix_with("MATERIALIZED")
+        c = found.c
+        stmt = select(found)
     return (stmt.with_only_columns(c["predicted"], func.count(), func.max(c["labelled"]), func.max(c["needs"]),
                                    func.max(c["staged_share"]))
             .group_by(c["predicted"]))
@@ -198,12 +206,13 @@ def class_totals():
             .outerjoin(counts, counts.c.name == LabelClass.name))
 
 
-def pool_predictions(run, high_confidence: float):
+def pool_predictions(run, high_confidence: float, dialect: str):
     """Per class the run predicts on the pool (active unlabelled images): how many, and how
-    many at ``high_confidence`` or more."""
-    confident = case((Prediction.confidence >= high_confidence, 1), else_=0)
-    return (select(Prediction.predicted, func.count(), func.sum(confident))
+    many at ``high_confidence`` or more (matched first on SQLite, as ``per_class`` says why)."""
+    pool = (select(Prediction.predicted, Prediction.confidence)
             .join(Image, Image.id == Prediction.image_id)
             .where(Prediction.run_id == run.id, Prediction.error.is_(None), Image.status == ACTIVE,
-                   Image.label_state == UNLABELLED)
-            .group_by(Prediction.predicted))
+                   Image.label_state == UNLABELLED))
+    found = pool.cte("pool").prefix_with("MATERIALIZED") if dialect == "sqlite" else pool.subquery("pool")
+    confident = case((found.c.confidence >= high_confidence, 1), else_=0)
+    return select(found.c.predicted, func.count(), func.sum(confident)).group_by(found.c.predicted)

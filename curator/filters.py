@@ -130,8 +130,9 @@ def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
     order = filter_sql.order_name(q)
     counts, offset, only = [], q.offset, None
     if order in filter_sql.CLASS_FIRST or q.low_count or q.synthetic_dependent:
+        per_class = filter_sql.per_class(q, run, s.get_bind().dialect.name)
         counts = [{"class": name, "found": found, "labelled": labelled, "needs": needs, "staged_share": share}
-                  for name, found, labelled, needs, share in s.execute(filter_sql.per_class(q, run))]
+                  for name, found, labelled, needs, share in s.execute(per_class)]
         total = sum(c["found"] for c in counts)
     else:
         total = s.scalar(filter_sql.count(q, run))
@@ -212,7 +213,8 @@ def class_coverage(lib: Library, run: str | None = None, *, min_count: int = 40,
         out = {name: {"class": name, "labelled": labelled, "real": real, "needs": max(0, min_count - labelled),
                       "predicted": 0, "confident": 0}
                for name, labelled, real in s.execute(filter_sql.class_totals())}
-        for name, predicted, confident in s.execute(filter_sql.pool_predictions(run, high_confidence)):
+        pool = filter_sql.pool_predictions(run, high_confidence, s.get_bind().dialect.name)
+        for name, predicted, confident in s.execute(pool):
             row = out.setdefault(name, {"class": name, "labelled": 0, "real": 0, "needs": min_count})
             row.update(predicted=predicted, confident=int(confident))
         run_name = run.name
