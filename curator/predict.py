@@ -28,12 +28,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from sqlalchemy import exists, func, insert, select
+from sqlalchemy import exists, func, select
 
 from curator import checkpoints
 from curator.data import loader, normalise
 from curator.errors import CuratorError, InvalidInput
 from curator.library import Library
+from curator.library.inserts import insert_new
 from curator.library.models import Image, Prediction, SplitMember, utcnow
 from curator.locations import readable_paths
 from curator.train import Dist, pick_device
@@ -145,7 +146,7 @@ def _predict(lib: Library, ref: str, todo: Callable, dist: Dist, *, top_k: int =
         probs, emb = forward(model, px, ckpt["data_config"])
         rows = _rows(run_id, batch_ids, ok, probs, emb, classes, k, paths)
         with lib.session() as s:
-            s.execute(insert(Prediction), rows)
+            insert_new(s, Prediction, rows)  # a second job on the same run may have written some
         _count(summary, rows, paths)
         if on_progress:
             on_progress(start, len(ids))

@@ -143,3 +143,19 @@ def test_already_predicted_is_asked_a_chunk_of_ids_at_a_time(pooled, monkeypatch
     summary = predict.score(pooled, "child", ids, workers=0, limit=3)
     assert (summary.asked, summary.already, summary.scored) == (len(ids), 11, 3)
     assert set(_stored(pooled, "child")) & set(pool) == set(pool[:10]) | set(pool[-3:])  # the last 3 given first
+
+
+def test_two_jobs_on_one_run_write_each_prediction_once(pooled, monkeypatch):
+    # Two bulk-identify jobs (not one torchrun) each read what was left before the other wrote:
+    # the second one's rows are the same facts again, skipped, not an IntegrityError.
+    pool = predict.pool_ids(pooled, "unlabelled")[:20]
+    first = predict.score(pooled, "child", pool, workers=0)
+    monkeypatch.setattr(predict, "_not_predicted", lambda s, run_id, ids: list(ids))  # read too early
+    second = predict.score(pooled, "child", pool, workers=0)
+    assert first.scored == second.scored == len(pool)
+    assert set(_stored(pooled, "child")) >= set(pool)
+    run_id = runs.summary(pooled, "child")["id"]
+    with pooled.session() as s:
+        counted = s.scalar(select(func.count()).select_from(Prediction).where(
+            Prediction.run_id == run_id, Prediction.image_id.in_(pool)))
+    assert counted == len(pool)
