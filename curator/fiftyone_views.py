@@ -162,8 +162,9 @@ def working_set(lib: Library, run: Run | None, scope: Scope, views: dict[str, tu
     """
     from curator.filters import Query, find
 
-    if scope.max_samples < 1 or (scope.limit is not None and scope.limit < 1):
-        raise InvalidInput(f"--max-samples {scope.max_samples} and --limit {scope.limit} must be at least 1")
+    for option, value in (("--max-samples", scope.max_samples), ("--limit", scope.limit)):
+        if value is not None and value < 1:
+            raise InvalidInput(f"{option} {value}: give at least 1")
     asked = []
     for tag in scope.tagged:
         if TAG_VIEW + tag not in views:
