@@ -267,13 +267,17 @@ def _act_on(s, rows: list[dict], action: str, value: str | None, *, create: bool
     from curator import labels
 
     # Lock the chunk's rows up front, in id order (PostgreSQL; SQLite ignores it): the accepts
-    # below change one image per call, and locking as they go could deadlock two sessions.
+    # below change one class at a time, and locking as they go could deadlock two sessions.
     images = {im.id: im for im in s.scalars(
         select(Image).where(Image.id.in_([r["image_id"] for r in rows])).order_by(Image.id)
         .with_for_update(key_share=True))}
     if action == "accept":
-        return [labels.accept(s, [images[r["image_id"]]], r["predicted"],
-                              detail=f"{detail}, confidence {r['confidence']:.3f}") for r in rows]
+        by_class: dict[str, list[dict]] = {}
+        for r in rows:
+            by_class.setdefault(r["predicted"], []).append(r)
+        return [labels.accept(s, [images[r["image_id"]] for r in group], predicted,
+                              detail={r["image_id"]: f"{detail}, confidence {r['confidence']:.3f}" for r in group})
+                for predicted, group in by_class.items()]
     todo = [images[r["image_id"]] for r in rows]
     return [{
         "label": lambda: labels.relabel(s, todo, value, create=create, source="cli", detail=detail),

@@ -112,9 +112,10 @@ def _set_label(session, images, spec: LabelSpec, action, *, create, source, deta
         raise ClassNotFound(f"{e}; {hint}") from None
     lock(session, images)
     change = Change(action)
+    detail_of = detail.get if isinstance(detail, dict) else lambda _: detail
     for image in images:
         change.add(image, apply_label(session, image, spec.state, cls, sub, action=action,
-                                      source=source, detail=detail))
+                                      source=source, detail=detail_of(image.id)))
     return change
 
 
@@ -144,8 +145,12 @@ def relabel(session: Session, images: list[Image], label: str, *, create: bool =
 
 
 def accept(session: Session, images: list[Image], label: str, *, source: str = "model",
-           detail: str | None = None) -> Change:
-    """Take a model's prediction as the label (a model-assisted label, recorded as ``accept``)."""
+           detail: str | dict[int, str] | None = None) -> Change:
+    """Take a model's prediction as the label (a model-assisted label, recorded as ``accept``).
+
+    ``detail`` is one text for every image, or each image's own (``{image id: text}``: the run
+    and that image's confidence), so a batch of one class is one call.
+    """
     return _set_label(session, images, parse_label(label), "accept", create=True, source=source, detail=detail)
 
 
@@ -156,7 +161,10 @@ def tag(session: Session, images: list[Image], name: str, *, source: str = "cli"
     if not name.strip() or len(name) > 200:
         raise InvalidInput(f"a tag needs 1 to 200 characters, not {len(name.strip())}")
     lock(session, images)
-    have = set(session.scalars(select(ImageTag.image_id).where(ImageTag.tag == name)))
+    ids = [image.id for image in images]
+    have = {i for start in range(0, len(ids), 500)  # only the images given: never every tagged one
+            for i in session.scalars(select(ImageTag.image_id).where(
+                ImageTag.tag == name, ImageTag.image_id.in_(ids[start:start + 500])))}
     change = Change("tag")
     for image in images:
         if image.id in have:
