@@ -291,7 +291,8 @@ def time_writes(backend: str, url: str, folder: Path, base: str | None, env: dic
         (f"dedup after adding {n_new} images (1%)", "write",
          lambda: with_new_images(["dedup"])),
         (f"bulk-identify {n_new} new images (test_resnet)", "write",
-         lambda: with_new_images(["bulk-identify", "--run", "r1", "--workers", "1"])),
+         lambda: predicted_new(url, with_new_images(["bulk-identify", "--run", "r1", "--workers", "1"]),
+                               added[0], n_new)),
         (f"import x2 at once, {args.import_images} PNGs each, half shared", "write",
          lambda: concurrent_imports(url, env, args.import_images, args.timeout)),
         ("browse --working-set --no-launch", "browse", lambda: browse(url, env, args.timeout)),
@@ -310,6 +311,22 @@ def time_writes(backend: str, url: str, folder: Path, base: str | None, env: dic
         print(f"  {name}: {_fmt(row) or row.get('skip', '')}", flush=True)
     drop_scratch(backend, home if backend == "sqlite" else folder, base)
     return rows
+
+
+def predicted_new(url: str, result: dict, first: int, n_new: int) -> dict:
+    """bulk-identify's result, an error unless run r1 now has a prediction for each new image."""
+    from sqlalchemy import create_engine, func, select
+
+    from curator.library.models import Prediction
+
+    engine = create_engine(url)
+    with engine.connect() as c:
+        done = c.scalar(select(func.count()).select_from(Prediction)
+                        .where(Prediction.run_id == 1, Prediction.image_id >= first))
+    engine.dispose()
+    if done != n_new and not result.get("rc"):
+        result["error"] = f"{done} of the {n_new} new images predicted"
+    return result
 
 
 def browse(url: str, env: dict, timeout: float) -> dict:

@@ -338,8 +338,12 @@ def generate(url: str, folder: Path, n: int, n_classes: int, min_count: int) -> 
             "prediction_seconds": round(t_done - t_rows, 1), "rows_seconds": round(t_done - t0, 1)}
 
 
-def add_new_images(url: str, n_new: int, paths: list[str], n_classes: int) -> None:
-    """``n_new`` unlabelled images after the last id, at real PNG paths (for dedup and bulk-identify)."""
+def add_new_images(url: str, n_new: int, paths: list[str], n_classes: int) -> int:
+    """``n_new`` unlabelled images after the last id, at real PNG paths (for dedup and bulk-identify).
+
+    Returns:
+        The first new image's id.
+    """
     from sqlalchemy import create_engine, func, select
 
     from curator.library.models import Image, LabelEvent
@@ -360,6 +364,7 @@ def add_new_images(url: str, n_new: int, paths: list[str], n_classes: int) -> No
         load.put("image_locations", locations)
         load.put("label_events", events)
     load.finish(("images", "image_locations", "label_events"))
+    return first
 
 
 def disk_bytes(url: str, folder: Path) -> int:
