@@ -98,7 +98,7 @@ def relabel_some(lib, share: float) -> int:
 
 
 def child(n: int, scratch: str) -> dict:
-    from curator import fiftyone_sync
+    from curator import fiftyone_sync, fiftyone_views
 
     lib = make_library(Path(scratch) / "lib" / "curator.sqlite", n)
     fo = fiftyone_sync.connect(lib)
@@ -111,7 +111,7 @@ def child(n: int, scratch: str) -> dict:
     dataset.info = {**dataset.info, "views": {}}  # forget them: all are saved again
     dataset.save()
     started = time.perf_counter()
-    fiftyone_sync.save_views(lib, dataset, fiftyone_sync._resolve_run(lib, "r"))
+    fiftyone_views.save_views(lib, dataset, fiftyone_sync._resolve_run(lib, "r")[0])
     out["views_s"] = time.perf_counter() - started
     out["views"] = len(built["views"])
     started = time.perf_counter()
@@ -123,7 +123,7 @@ def child(n: int, scratch: str) -> dict:
     changed = fiftyone_sync.sync(lib, "r")
     out["refresh_1pct_s"] = time.perf_counter() - started
     assert changed["updated"] == out["relabelled"], changed
-    rows = list(fiftyone_sync.library_rows(lib, fiftyone_sync._resolve_run(lib, "r")).values())
+    rows = list(fiftyone_sync.library_rows(lib, fiftyone_sync._resolve_run(lib, "r")[0]).values())
     started = time.perf_counter()
     plain = fo.Dataset("plain")
     plain.add_samples([fiftyone_sync._sample(fo, r) for r in rows], progress=False)
