@@ -135,7 +135,7 @@ def in_process(fn, repeat: int) -> dict:
     return {"query_ms": statistics.median(times) * 1000}
 
 
-def reads(min_count: int, big_class: str) -> list[tuple]:
+def reads(min_count: int, find_class: str) -> list[tuple]:
     """(name, CLI args, service call) of each read command."""
     from curator import catalog, filters
     from curator.classes import class_table, state_counts
@@ -155,9 +155,9 @@ def reads(min_count: int, big_class: str) -> list[tuple]:
          lambda lib: filters.class_coverage(lib, "r1", min_count=min_count)),
         ("stats", ["stats"], lambda lib: catalog.stats(lib)),
         ("classes --json", ["classes", "--json"], classes),
-        (f"find --class {big_class} --max-confidence 0.6 --limit 50",
-         ["find", "--run", "r1", "--class", big_class, "--max-confidence", "0.6", "--limit", "50"],
-         lambda lib: filters.find(lib, filters.Query(run="r1", predicted=big_class, max_confidence=0.6, limit=50))),
+        (f"find --class {find_class} --max-confidence 0.6 --limit 50",
+         ["find", "--run", "r1", "--class", find_class, "--max-confidence", "0.6", "--limit", "50"],
+         lambda lib: filters.find(lib, filters.Query(run="r1", predicted=find_class, max_confidence=0.6, limit=50))),
     ]
 
 
