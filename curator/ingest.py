@@ -162,11 +162,18 @@ def color_signature(img) -> bytes:
     return np.round(hist * 65535 / max(len(px), 1)).astype("<u2").tobytes()
 
 
+_WORKER_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _quiet_worker() -> None:
     # Ctrl-C goes to the whole process group; only the parent should handle it. A forked
     # worker must not inherit the CLI's SIGTERM handler either: the pool stops workers with it.
+    # Workers are forked with both signals blocked (see _probed) and unblock them only now: a
+    # SIGTERM from a pool closing before this ran would otherwise reach the inherited handler,
+    # be dropped when SIG_DFL replaced it, and leave the worker (and the import) waiting forever.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _WORKER_SIGNALS)
 
 
 # -- walking ---------------------------------------------------------------------------------
@@ -314,12 +321,26 @@ def _probed(todo: list[Candidate], workers: int | None, max_pixels: int | None) 
         for c in todo:
             yield c, read(c.path)
         return
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
     import imagehash  # noqa: F401  (loaded once here, forked workers inherit it: no start-up cost)
-    with ctx.Pool(workers, initializer=_quiet_worker) as pool:
+    with worker_pool(workers) as pool:
         # imap keeps order (ids follow the walk) and streams: memory stays flat as N grows.
         yield from zip(todo, pool.imap(read, [c.path for c in todo], chunksize=4))
+
+
+def worker_pool(workers: int, initializer: Callable[[], None] = _quiet_worker):
+    """A pool of forked workers that leave Ctrl-C to the parent and stop at the pool's SIGTERM.
+
+    They are forked with SIGINT and SIGTERM blocked, which ``initializer`` (``_quiet_worker``
+    last) unblocks once their handlers are set: however soon the pool is closed, no worker
+    loses its SIGTERM.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)
+    try:
+        return ctx.Pool(workers, initializer=initializer)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _chunks(items: Iterable, size: int, stop: Callable[[], bool] = lambda: False) -> Iterator[list]:

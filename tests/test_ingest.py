@@ -439,3 +439,28 @@ def test_a_file_unreadable_then_is_read_again_by_the_next_import(library, tmp_pa
         actions = [e.action for e in s.scalars(select(LabelEvent).order_by(LabelEvent.id))]
     assert actions == ["import", "reject", "readmit"]
     assert ingest.import_paths(library, [path]).unchanged == 1  # read once it is good
+
+
+def _slow_to_start() -> None:
+    import time
+
+    time.sleep(1.0)  # a worker the machine is slow to schedule, still holding the parent's handler
+    ingest._quiet_worker()
+
+
+def test_a_pool_closed_before_its_workers_are_ready_still_stops():
+    # The CLI's graceful-stop handler is the parent's SIGTERM handler when the pool forks; a
+    # SIGTERM that reached a worker before it set SIG_DFL used to be dropped, and the import
+    # waited for that worker forever (seen under load).
+    import signal
+    import time
+
+    old = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        pool = ingest.worker_pool(2, initializer=_slow_to_start)
+        started = time.monotonic()
+        pool.terminate()
+        pool.join()
+        assert time.monotonic() - started < 30
+    finally:
+        signal.signal(signal.SIGTERM, old)
