@@ -168,7 +168,7 @@ _WORKER_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 def _quiet_worker() -> None:
     # Ctrl-C goes to the whole process group; only the parent should handle it. A forked
     # worker must not inherit the CLI's SIGTERM handler either: the pool stops workers with it.
-    # Workers are forked with both signals blocked (see _probed) and unblock them only now: a
+    # Workers are forked with both signals blocked (see worker_pool) and unblock them only now: a
     # SIGTERM from a pool closing before this ran would otherwise reach the inherited handler,
     # be dropped when SIG_DFL replaced it, and leave the worker (and the import) waiting forever.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
