@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def keep(folder: Path, sha256: str, data: bytes, filename: str | None) -> str:
     path = folder / sha256[:2] / f"{sha256}{ext}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        # Each writer its own temporary file: two requests with the same image at once both
+        # write and replace (the same bytes), where one shared name let the second find it gone.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
     return str(path.resolve())

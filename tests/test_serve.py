@@ -264,3 +264,23 @@ def test_curator_serve_runs_until_ctrl_c(trained_copy):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_same_upload_kept_by_many_requests_at_once(tmp_path):
+    # Requests carrying the same image each write the stored copy; none may find another's
+    # temporary file gone (this raised FileNotFoundError, a 500, under concurrent clients).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from curator import transactions
+
+    data = b"the same bytes" * 1000
+    barrier = threading.Barrier(16)
+
+    def keep(_):
+        barrier.wait()
+        return transactions.keep(tmp_path, "ab" * 32, data, "x.png")
+
+    with ThreadPoolExecutor(16) as pool:
+        paths = set(pool.map(keep, range(16)))
+    assert len(paths) == 1 and open(paths.pop(), "rb").read() == data
+    assert [p.name for p in (tmp_path / "ab").iterdir()] == [f"{'ab' * 32}.png"]
