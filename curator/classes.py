@@ -12,6 +12,7 @@ from sqlalchemy import case, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from curator.defaults import DEFAULT_MIN_COUNT
 from curator.errors import ClassNotFound, InvalidInput
 from curator.library.models import (
     ACTIVE,
@@ -26,7 +27,6 @@ from curator.library.models import (
 
 RESERVED = set(LABEL_STATES)  # names no class or sub-class may take
 STATE_LABELS = (UNKNOWN, UNLABELLED)  # labels that name a state; `labelled` needs a class
-DEFAULT_MIN_COUNT = 40
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_THRESHOLD
 from curator.errors import InvalidInput
 from curator.library import Library
 from curator.library.models import (
@@ -31,13 +32,6 @@ from curator.library.models import (
     ImageLocation,
     utcnow,
 )
-
-DEFAULT_THRESHOLD = 8  # pHash bits; planted re-encodes, resizes and slight crops fall within 8
-# Share of pixels whose colour falls in other bins (0-1, averaged over R, G, B). Planted
-# re-encodes, resizes and crops of sample_data stay under 0.085; adjacent skin tones of one
-# emoji are 0.097 and up.
-DEFAULT_COLOR_THRESHOLD = 0.09
-
 
 @dataclass
 class DedupSummary:

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from curator import catalog, classes, dedup, ingest, splits
+from curator.defaults import DEMO_DB as DEFAULT_DB, DEMO_QUICK_TRAINING as QUICK_TRAINING, DEMO_TRAINING as TRAINING
 from curator.errors import InvalidInput
 from curator.library import Library, init_library, open_library
-
-DEFAULT_DB = Path("db") / "demo" / "curator.sqlite"
 
 
 def fresh_library(db: str | os.PathLike | None, *, replace: bool) -> Library:
@@ -38,10 +37,6 @@ def fresh_library(db: str | os.PathLike | None, *, replace: bool) -> Library:
 
         fiftyone_sync.forget(lib)
     return lib
-
-
-TRAINING = {"model": "resnet18", "img_size": 64, "epochs": 20, "patience": 5, "batch_size": 32}
-QUICK_TRAINING = {"model": "test_resnet", "img_size": 32, "epochs": 2, "patience": 2, "batch_size": 32}
 
 
 def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUNT,

@@ -52,17 +52,29 @@ def test_ci_runs_the_readme_test_command():
 # that use them, alembic only to change the schema, numpy only for array work. (Speed itself is
 # measured by benchmarks/startup.py, never by a timed test.)
 NOT_AT_START = ("torch", "timm", "fiftyone", "PIL", "imagehash", "alembic", "numpy", "scipy")
+# ...nor SQLAlchemy for help: the commands import their services, which need it, when they run.
+NOT_FOR_HELP = ("sqlalchemy", *NOT_AT_START)
 
 
-def _loaded_after(code: str) -> list[str]:
-    check = f"import sys; {code}\nprint('loaded:', sorted(m for m in {NOT_AT_START!r} if m in sys.modules))"
+def _loaded_after(code: str, heavy: tuple[str, ...] = NOT_AT_START) -> list[str]:
+    check = f"import sys; {code}\nprint('loaded:', sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
     return ast.literal_eval(out.stdout.rpartition("loaded: ")[2])
 
 
-def test_help_is_instant_and_imports_no_torch_or_fiftyone():
-    assert _loaded_after("from curator.cli import app") == []
-    assert _loaded_after("from curator.cli import main; sys.argv = ['curator', '--help']\ntry: main()\nexcept SystemExit: pass") == []
+def _help(*paths: tuple[str, ...]) -> str:
+    """Code that runs `curator PATH --help` for each path in turn, in one process."""
+    return (f"from curator.cli import main\nfor path in {list(paths)!r}:\n    sys.argv = ['curator', *path, '--help']\n"
+            "    try: main()\n    except SystemExit: pass")
+
+
+def test_help_is_instant_and_imports_no_sqlalchemy_torch_or_fiftyone():
+    """`curator --help` and every `curator COMMAND --help`, one after another in one process."""
+    assert _loaded_after("from curator.cli import app", NOT_FOR_HELP) == []
+    paths = [(), *COMMANDS]
+    if loaded := _loaded_after(_help(*paths), NOT_FOR_HELP):
+        first = next(p for p in paths if _loaded_after(_help(p), NOT_FOR_HELP))
+        pytest.fail(f"`curator {' '.join(first)} --help` imports {loaded}: import them inside the command")
 
 
 def test_opening_a_library_imports_no_alembic_or_numpy(library, db):

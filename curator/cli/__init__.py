@@ -2,7 +2,8 @@
 
 Every command parses its options, opens the library, makes one library call and shows the
 result. This package is the only place that prints or exits; a ``CuratorError`` becomes
-``Error: ...`` on stderr with exit code 1.
+``Error: ...`` on stderr with exit code 1. A command imports its library modules (and with them
+SQLAlchemy) when it runs, so ``curator --help`` and ``curator COMMAND --help`` stay instant.
 """
 
 from __future__ import annotations

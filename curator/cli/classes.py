@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from curator import classes as classes_lib
-from curator import labels
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
+from curator.defaults import DEFAULT_MIN_COUNT
 
 app = typer.Typer(help="Classes and sub-classes: counts, add, rename, merge.")
 
@@ -21,7 +20,7 @@ MinCount = Annotated[int, typer.Option("--min-count", help="Mark classes with fe
 
 
 @app.callback(invoke_without_command=True)
-def classes(ctx: typer.Context, min_count: MinCount = classes_lib.DEFAULT_MIN_COUNT,
+def classes(ctx: typer.Context, min_count: MinCount = DEFAULT_MIN_COUNT,
             db: DbOption = None, json_: JsonOption = False) -> None:
     """Count images per class and sub-class; mark classes below --min-count.
 
@@ -32,6 +31,8 @@ def classes(ctx: typer.Context, min_count: MinCount = classes_lib.DEFAULT_MIN_CO
     """
     if ctx.invoked_subcommand is not None:
         return
+    from curator import classes as classes_lib
+
     with open_lib(db).session() as s:
         rows = classes_lib.class_table(s, min_count)
         states = classes_lib.state_counts(s)
@@ -60,6 +61,8 @@ def add(label: Annotated[str, typer.Argument(help="CLASS or CLASS/SUBCLASS.")], 
 
     Example: curator classes add kangaroo/joey
     """
+    from curator import classes as classes_lib
+
     with open_lib(db).session() as s:
         spec = classes_lib.add(s, label)
     console.print(f"Added {spec}.")
@@ -73,6 +76,8 @@ def rename(old: Annotated[str, typer.Argument(help="CLASS or CLASS/SUBCLASS.")],
 
     Example: curator classes rename kangaroo/joey young
     """
+    from curator import labels
+
     with open_lib(db).session() as s:
         change = labels.rename(s, old, new)
     if json_:
@@ -89,6 +94,8 @@ def merge(src: Annotated[str, typer.Argument(help="CLASS or CLASS/SUBCLASS to me
 
     Example: curator classes merge wallaby kangaroo
     """
+    from curator import labels
+
     with open_lib(db).session() as s:
         change = labels.merge(s, src, dst)
     if json_:

@@ -11,22 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 from curator.errors import InvalidInput
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich loads when a command first prints: `curator --help` prints through Typer
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
     from curator.library import Library
 
 DbOption = Annotated[
@@ -40,9 +32,27 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
+
+class _LazyConsole:
+    """A rich Console made when first used; it answers everything the Console does."""
+
+    def __init__(self, **options) -> None:
+        self._options, self._console = options, None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.get(), name)
+
+
 # Piped output gets a wide console so tables do not wrap at 80 columns.
-console = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+console = _LazyConsole(highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err_console = _LazyConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def open_lib(db: str | None) -> Library:
@@ -56,6 +66,8 @@ def print_json(data) -> None:
 
 
 def table(*columns: str, title: str | None = None) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for c in columns:
         t.add_column(c, justify="right" if c in _NUMERIC else "left")
@@ -88,17 +100,21 @@ def read_refs(images: list[str] | None, file: str | None) -> list[str]:
     return [r.strip() for r in refs if r.strip()]
 
 
-class _Rate(ProgressColumn):
-    def render(self, task) -> Text:
-        return Text(f"{task.speed or 0:>6.0f} images/s")
-
-
 def progress(quiet: bool = False) -> Progress:
     """A progress bar on stderr (so --json output stays clean): done/total, images/s, ETA."""
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed or 0:>6.0f} images/s")
+
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet or not err_console.is_terminal,
-        transient=True,
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console.get(),
+        disable=quiet or not err_console.is_terminal, transient=True,
     )
 
 

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator import dedup as dedup_lib
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
+from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_THRESHOLD
 
 
 def register(app: typer.Typer) -> None:
@@ -16,8 +16,8 @@ def register(app: typer.Typer) -> None:
 
 
 def dedup(
-    threshold: Annotated[int, typer.Option(help="Largest pHash distance (bits) that is a duplicate.")] = dedup_lib.DEFAULT_THRESHOLD,
-    color_threshold: Annotated[float, typer.Option(help="Largest colour difference (0-1, share of pixels in other colour bins) that is a duplicate.")] = dedup_lib.DEFAULT_COLOR_THRESHOLD,
+    threshold: Annotated[int, typer.Option(help="Largest pHash distance (bits) that is a duplicate.")] = DEFAULT_THRESHOLD,
+    color_threshold: Annotated[float, typer.Option(help="Largest colour difference (0-1, share of pixels in other colour bins) that is a duplicate.")] = DEFAULT_COLOR_THRESHOLD,
     full: Annotated[bool, typer.Option("--full", help="Compare every image again, not only the new ones.")] = False,
     db: DbOption = None,
     json_: JsonOption = False,
@@ -28,6 +28,8 @@ def dedup(
 
     Example: curator dedup --threshold 8
     """
+    from curator import dedup as dedup_lib
+
     summary = dedup_lib.find_duplicates(open_lib(db), threshold=threshold,
                                         color_threshold=color_threshold, full=full)
     if json_:
@@ -53,6 +55,8 @@ def duplicates(
 
     Example: curator duplicates --conflicts
     """
+    from curator import dedup as dedup_lib
+
     with open_lib(db).session() as s:
         if conflicts:
             found = dedup_lib.all_conflicts(s)

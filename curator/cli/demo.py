@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator import demo as demo_lib
 from curator.cli.common import JsonOption, baseline_text, console, print_json
+from curator.defaults import DEMO_DB, DEMO_TRAINING
 
 
 def register(app: typer.Typer) -> None:
@@ -19,9 +19,9 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     data: Annotated[Path, typer.Option(help="The sample data folder (library/, staged/, pool/).")] = Path("sample_data"),
-    db: Annotated[Optional[str], typer.Option("--db", help=f"Where to build the demo library [default: {demo_lib.DEFAULT_DB}].", show_default=False)] = None,
+    db: Annotated[Optional[str], typer.Option("--db", help=f"Where to build the demo library [default: {DEMO_DB}].", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Replace an existing library at --db.")] = False,
-    epochs: Annotated[int, typer.Option(help="At most this many epochs per training run.", min=1)] = demo_lib.TRAINING["epochs"],
+    epochs: Annotated[int, typer.Option(help="At most this many epochs per training run.", min=1)] = DEMO_TRAINING["epochs"],
     quick: Annotated[bool, typer.Option("--quick", help="A tiny model for 2 epochs: checks the loop, not the accuracy.")] = False,
     fiftyone: Annotated[bool, typer.Option("--fiftyone/--no-fiftyone", help="End by building the FiftyOne dataset and its saved views.")] = True,
     browse: Annotated[bool, typer.Option("--browse", help="Then open the FiftyOne app at the low-confidence view (until Ctrl-C).")] = False,
@@ -32,6 +32,7 @@ def demo(
 
     Example: curator demo
     """
+    from curator import demo as demo_lib
     from curator.cli.train import epoch_printer
 
     lib = demo_lib.fresh_library(db, replace=fresh)

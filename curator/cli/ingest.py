@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from curator import decode, ingest
+from curator import decode
 from curator.cli.common import (
     DbOption,
     GracefulStop,
@@ -17,6 +17,9 @@ from curator.cli.common import (
     print_json,
     progress,
 )
+
+if TYPE_CHECKING:
+    from curator.ingest import ImportSummary
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +56,8 @@ def import_(
     label = f"{class_}/{subclass}" if class_ and subclass else class_
     if subclass and not class_:
         raise typer.BadParameter("--subclass needs --class", param_hint="--subclass")
+    from curator import ingest
+
     lib = open_lib(db)
     stop = GracefulStop("Stopping after the images read so far are saved (Ctrl-C again to stop now)...")
     try:
@@ -76,7 +81,7 @@ def import_(
     _print_summary(summary)
 
 
-def _print_summary(s: ingest.ImportSummary) -> None:
+def _print_summary(s: ImportSummary) -> None:
     console.print(
         f"Imported {s.added} new images from {s.files} files in {s.seconds:.1f} s"
         f" ({s.images_per_second:.0f} files/s; batch {s.batch_id}):"

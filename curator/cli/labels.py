@@ -10,8 +10,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator import catalog, labels
-from curator.classes import parse_label
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, read_refs
 
 Images = Annotated[Optional[list[str]], typer.Argument(help="Image ids, imported paths or sha256 prefixes.", show_default=False)]
@@ -30,6 +28,8 @@ def register(app: typer.Typer) -> None:
 
 def _run(db, images, file, of, json_, action, **kwargs) -> None:
     """Select images, apply one labels.* action in one transaction, report what changed."""
+    from curator import catalog
+
     refs = read_refs(images, file)
     with open_lib(db).session() as s:
         selected = catalog.select_images(s, refs, of)
@@ -41,6 +41,8 @@ def _run(db, images, file, of, json_, action, **kwargs) -> None:
 
 
 def _label_of(class_: str, subclass: str | None) -> str:
+    from curator.classes import parse_label
+
     # parse_label refuses `--class kangaroo/joey --subclass adult` with a clear message.
     return str(parse_label(class_, subclass))
 
@@ -51,6 +53,8 @@ def label(images: Images = None, class_: Class = ..., subclass: Sub = None, file
 
     Example: curator label 12 13 14 --class kangaroo --subclass joey
     """
+    from curator import labels
+
     _run(db, images, file, of, json_, labels.label, label=_label_of(class_, subclass), create=create)
 
 
@@ -60,6 +64,8 @@ def relabel(images: Images = None, class_: Class = ..., subclass: Sub = None, fi
 
     Example: curator relabel --of kangaroo/joey --class wallaby --create
     """
+    from curator import labels
+
     _run(db, images, file, of, json_, labels.relabel, label=_label_of(class_, subclass), create=create)
 
 
@@ -69,6 +75,8 @@ def unknown(images: Images = None, file: File = None, of: Of = None, db: DbOptio
 
     Example: curator unknown 57 58
     """
+    from curator import labels
+
     _run(db, images, file, of, json_, labels.mark_unknown)
 
 
@@ -79,6 +87,8 @@ def reject(images: Images = None,
 
     Example: curator reject 99 --reason blurry
     """
+    from curator import labels
+
     _run(db, images, file, of, json_, labels.reject, reason=reason)
 
 
@@ -88,6 +98,8 @@ def restore(images: Images = None, file: File = None, of: Of = None, db: DbOptio
 
     Example: curator restore 99
     """
+    from curator import labels
+
     _run(db, images, file, of, json_, labels.restore)
 
 
@@ -102,6 +114,8 @@ def flag(
 
     Example: curator flag 7 8 --synthetic --no-benchmark
     """
+    from curator import labels
+
     _run(db, images, file, of, json_, labels.set_flags, staged=staged, synthetic=synthetic,
          benchmark=benchmark)
 
@@ -113,4 +127,6 @@ def note(image: Annotated[str, typer.Argument(help="An image id, path or sha256 
 
     Example: curator note 42 "label printed on the back"
     """
+    from curator import labels
+
     _run(db, [image], None, None, json_, lambda s, ims: labels.set_note(s, ims[0], text))

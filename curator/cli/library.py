@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from curator import catalog, history
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
-from curator.library import init_library, open_library, schema
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +26,8 @@ def init(db: DbOption = None) -> None:
 
     Example: curator init --db db/curator.sqlite
     """
+    from curator.library import init_library
+
     r = init_library(db)
     if r.created:
         console.print(f"Created library {r.url} (schema {r.to_revision}).")
@@ -42,6 +42,8 @@ def upgrade(db: DbOption = None) -> None:
 
     Example: curator db upgrade --db db/curator.sqlite
     """
+    from curator.library import open_library
+
     open_library(db, check_schema=False).close()  # a clear error if there is nothing there
     init(db)
 
@@ -51,6 +53,8 @@ def current(db: DbOption = None) -> None:
 
     Example: curator db current
     """
+    from curator.library import open_library, schema
+
     lib = open_library(db, check_schema=False)
     try:
         console.print(f"library: {schema.current_revision(lib.engine)}  expected: {schema.head_revision()}")
@@ -63,6 +67,8 @@ def revision(message: Annotated[str, typer.Argument(help="What the schema change
 
     Example: curator db revision "add image tags"
     """
+    from curator.library import schema
+
     console.print(f"Wrote {schema.new_revision(message)}")
 
 
@@ -71,6 +77,8 @@ def stats(db: DbOption = None, json_: JsonOption = False) -> None:
 
     Example: curator stats --json
     """
+    from curator import catalog
+
     lib = open_lib(db)
     data = catalog.stats(lib)
     if json_:
@@ -94,6 +102,8 @@ def show(image: ImageArg, db: DbOption = None, json_: JsonOption = False) -> Non
 
     Example: curator show 42
     """
+    from curator import catalog
+
     with open_lib(db).session() as s:
         data = catalog.show(s, image)
     if json_:
@@ -114,6 +124,8 @@ def show_history(image: ImageArg, db: DbOption = None, json_: JsonOption = False
 
     Example: curator history sample_data/library/animal-bird/bird-1f426-google.png
     """
+    from curator import catalog, history
+
     with open_lib(db).session() as s:
         events = history.events(s, catalog.find_image(s, image))
     if json_:

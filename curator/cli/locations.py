@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from curator import locations
 from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json
 
 
@@ -28,6 +27,8 @@ def relocate(
 
     Example: curator relocate /mnt/old-disk/photos /data/photos --dry-run
     """
+    from curator import locations
+
     r = locations.relocate(open_lib(db), old, new, dry_run=dry_run)
     if json_:
         return print_json(r.to_dict())

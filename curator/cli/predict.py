@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 import typer
 
 from curator.cli.common import DbOption, GracefulStop, JsonOption, console, err_console, open_lib, print_json, progress
-from curator.locations import missing_warning
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +36,7 @@ def bulk_identify(
     Example: torchrun --nproc-per-node 4 -m curator -- bulk-identify --run latest
     """
     from curator import predict
+    from curator.locations import missing_warning
 
     if pool not in predict.POOLS:
         raise typer.BadParameter(f"{pool!r} is not one of {', '.join(predict.POOLS)}", param_hint="--pool")

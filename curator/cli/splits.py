@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator import splits as splits_lib
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
 
 app = typer.Typer(help="Split builds: list, show, export, check.")
@@ -36,6 +35,8 @@ def build_splits(
 
     Example: curator build-splits --min-count 35 --name throwaway-35
     """
+    from curator import splits as splits_lib
+
     report = splits_lib.build(open_lib(db), min_count=min_count, max_count=max_count, val=val,
                               test=test, seed=seed, include_staged=include_staged, name=name,
                               dedup_first=dedup)
@@ -64,6 +65,8 @@ def splits(ctx: typer.Context, db: DbOption = None, json_: JsonOption = False) -
     """
     if ctx.invoked_subcommand is not None:
         return
+    from curator import splits as splits_lib
+
     builds = splits_lib.list_builds(open_lib(db))
     if json_:
         return print_json(builds)
@@ -83,6 +86,8 @@ def show(name: NameArg, db: DbOption = None, json_: JsonOption = False) -> None:
 
     Example: curator splits show min40-1
     """
+    from curator import splits as splits_lib
+
     data = splits_lib.show(open_lib(db), name)
     if json_:
         return print_json(data)
@@ -103,6 +108,8 @@ def export(name: NameArg, out: Annotated[Path, typer.Argument(help="Folder to wr
 
     Example: curator splits export min40-1 exports/min40-1 --format imagefolder
     """
+    from curator import splits as splits_lib
+
     result = splits_lib.export(open_lib(db), name, out, format=format)
     if json_:
         return print_json(result)
@@ -115,6 +122,8 @@ def check(name: NameArg, db: DbOption = None, json_: JsonOption = False) -> None
 
     Example: curator splits check min40-1
     """
+    from curator import splits as splits_lib
+
     problems = splits_lib.check(open_lib(db), name)
     if json_:
         return print_json({"name": name, "leaks": problems})

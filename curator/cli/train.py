@@ -10,7 +10,6 @@ import typer
 from curator.cli.common import (
     DbOption, GracefulStop, JsonOption, baseline_text, console, err_console, open_lib, print_json, table,
 )
-from curator.locations import missing_warning
 
 app = typer.Typer(help="Training runs: list, show curves and diagnosis, promote.")
 SPLIT_CHOICES = ("val", "test", "benchmark", "all")
@@ -60,6 +59,7 @@ def train(
     """
     from curator import runs as runs_lib
     from curator import train as train_lib
+    from curator.locations import missing_warning
 
     if not resume and not splits:
         raise typer.BadParameter("give the split build to train on, e.g. --splits min40", param_hint="--splits")

@@ -1,0 +1,19 @@
+"""Defaults that commands show in their ``--help``, in a module that imports nothing heavy.
+
+Each value lives here only: the service modules import it from here (``classes.DEFAULT_MIN_COUNT``
+is this one), and the CLI reads it without loading SQLAlchemy, so ``curator --help`` stays instant.
+"""
+
+from pathlib import Path
+
+DEFAULT_MIN_COUNT = 40  # `curator classes`: classes with fewer labelled images are marked
+
+DEFAULT_THRESHOLD = 8  # pHash bits; planted re-encodes, resizes and slight crops fall within 8
+# Share of pixels whose colour falls in other bins (0-1, averaged over R, G, B). Planted
+# re-encodes, resizes and crops of sample_data stay under 0.085; adjacent skin tones of one
+# emoji are 0.097 and up.
+DEFAULT_COLOR_THRESHOLD = 0.09
+
+DEMO_DB = Path("db") / "demo" / "curator.sqlite"  # `curator demo` always replaces a library here
+DEMO_TRAINING = {"model": "resnet18", "img_size": 64, "epochs": 20, "patience": 5, "batch_size": 32}
+DEMO_QUICK_TRAINING = {"model": "test_resnet", "img_size": 32, "epochs": 2, "patience": 2, "batch_size": 32}
