@@ -5,9 +5,10 @@
 (pHash is grey: a red and a blue version of one part are not duplicates), and joins pairs into
 groups with one canonical image each: real before staged or synthetic, then the largest, then
 the oldest. Runs are incremental: only images added since the last run with the same settings
-are compared (against everything). Exact duplicates of the same bytes never get here: an
-import already made them one image; two files with the same decoded pixels are found here
-(distance 0) and marked ``pixels``.
+are compared (against everything), and only what changed is written back: after an import, a
+run reads every image's id and pHash and little else, and writes a few rows. Exact duplicates
+of the same bytes never get here: an import already made them one image; two files with the
+same decoded pixels are found here (distance 0) and marked ``pixels``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_THRESHOLD
@@ -32,6 +33,9 @@ from curator.library.models import (
     ImageLocation,
     utcnow,
 )
+
+_IN_CHUNK = 10_000  # ids in one IN (...): under SQLite's 32,766 and PostgreSQL's 65,535 parameters
+
 
 @dataclass
 class DedupSummary:
@@ -52,40 +56,65 @@ class DedupSummary:
 
 @dataclass
 class _Hashes:
-    ids: np.ndarray
-    phash: np.ndarray
-    color: np.ndarray  # (N, 24) colour histogram shares; rows without a signature are ignored
-    has_color: np.ndarray
+    ids: np.ndarray  # (N,) int64 image ids, ascending
+    phash: np.ndarray  # (N,) int64 pHashes (the 64 bits read as signed)
 
 
-def _load(session: Session) -> _Hashes:
+def _load(s: Session) -> _Hashes:
+    """Every active image's id and pHash, ordered by id.
+
+    Colour signatures are not read here: only the images in a candidate pair need theirs
+    (``_color_distances``), a few thousand of a million.
+    """
     import numpy as np
 
-    rows = session.execute(
-        select(Image.id, Image.phash, Image.color_sig)
-        .where(Image.status == ACTIVE, Image.phash.is_not(None))
-        .order_by(Image.id)
-    ).all()
-    color = np.zeros((len(rows), 24), dtype=np.float32)
-    has = np.zeros(len(rows), dtype=bool)
-    for i, (_, _, sig) in enumerate(rows):
-        if sig is not None and len(sig) == 48:
-            color[i] = np.frombuffer(sig, dtype="<u2") / 65535.0
-            has[i] = True
-    return _Hashes(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=np.int64),
-        color,
-        has,
-    )
+    stmt = select(Image.id, Image.phash).where(Image.status == ACTIVE, Image.phash.is_not(None)).order_by(Image.id)
+    table = np.array(_driver_rows(s, stmt), dtype=np.int64).reshape(-1, 2)
+    return _Hashes(table[:, 0].copy(), table[:, 1].copy())
 
 
-def color_distance(h: _Hashes, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Share of pixels in other colour bins (0-1, mean over channels); NaN where one is missing."""
+def _driver_rows(s: Session, stmt) -> list[tuple]:
+    """``stmt``'s rows as the driver's plain tuples, read through its own cursor.
+
+    SQLAlchemy's result rows cost a few microseconds each: seconds at a million images. The
+    statement's parameters are constants of ours, rendered into the SQL.
+    """
+    conn = s.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _color_distances(s: Session, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of pixels in other colour bins (0-1, mean over channels) between images ``a[k]``
+    and ``b[k]`` (ids); NaN where either has no signature."""
     import numpy as np
 
-    d = np.abs(h.color[i] - h.color[j]).sum(axis=1) / 6
-    return np.where(h.has_color[i] & h.has_color[j], d, np.nan)
+    ids = np.unique(np.concatenate([a, b]))
+    color, has = _color_signatures(s, ids)
+    i, j = np.searchsorted(ids, a), np.searchsorted(ids, b)
+    d = np.abs(color[i] - color[j]).sum(axis=1) / 6
+    return np.where(has[i] & has[j], d, np.nan)
+
+
+def _color_signatures(s: Session, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(len(ids), 24) colour histogram shares of the images ``ids`` (ascending), and whether
+    each has a signature (rows without one are zeros)."""
+    import numpy as np
+
+    color = np.zeros((len(ids), 24), dtype=np.float32)
+    has = np.zeros(len(ids), dtype=bool)
+    for lo in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[lo:lo + _IN_CHUNK].tolist()
+        for image_id, sig in s.execute(select(Image.id, Image.color_sig).where(Image.id.in_(chunk))):
+            if sig is not None and len(sig) == 48:
+                k = np.searchsorted(ids, image_id)
+                color[k], has[k] = np.frombuffer(sig, dtype="<u2") / 65535.0, True
+    return color, has
 
 
 def find_duplicates(
@@ -129,7 +158,7 @@ def find_duplicates(
         summary.candidate_pairs = len(pairs)
         summary.new_pairs = _store_pairs(s, lib, h, pairs, color_threshold, run.id)
         summary.groups, summary.images_in_groups = _regroup(s)
-        summary.conflicts = len(label_conflicts(s))
+        summary.conflicts = len(_conflicting_groups(s))
         run.last_image_id = int(h.ids[-1]) if len(h.ids) else 0
         run.compared, run.new_pairs, run.groups = summary.compared, summary.new_pairs, summary.groups
         run.finished_at = utcnow()
@@ -142,18 +171,17 @@ def _store_pairs(s: Session, lib: Library, h: _Hashes, pairs: np.ndarray, color_
 
     if not len(pairs):
         return 0
-    cdist = color_distance(h, pairs[:, 0], pairs[:, 1])
+    cdist = _color_distances(s, h.ids[pairs[:, 0]], h.ids[pairs[:, 1]])
     keep = ~(cdist > color_threshold)  # NaN (no signature) keeps the pair: pHash alone decides
     pairs, cdist = _spanning_forest(pairs[keep], cdist[keep], len(h.ids))
     i, j, dist = pairs[:, 0], pairs[:, 1], pairs[:, 2]
-    rows = []
-    for a, b, d, c in zip(h.ids[i], h.ids[j], dist, cdist):
-        kind = "pixels" if d == 0 and _same_pixels(s, int(a), int(b)) else "phash"
-        rows.append(DuplicatePair(image_a=int(a), image_b=int(b), kind=kind, distance=int(d),
-                                  color_distance=None if np.isnan(c) else round(float(c), 4),
-                                  run_id=run_id))
-    s.add_all(rows)
-    s.flush()
+    rows = [
+        {"image_a": int(a), "image_b": int(b), "distance": int(d), "run_id": run_id,
+         "kind": "pixels" if d == 0 and _same_pixels(s, int(a), int(b)) else "phash",
+         "color_distance": None if np.isnan(c) else round(float(c), 4)}
+        for a, b, d, c in zip(h.ids[i], h.ids[j], dist, cdist)
+    ]
+    s.execute(insert(DuplicatePair), rows)  # one executemany, not an ORM object a pair
     return len(rows)
 
 
@@ -199,7 +227,48 @@ def _same_pixels(s: Session, a: int, b: int) -> bool:
 
 
 def _regroup(s: Session) -> tuple[int, int]:
-    """Rebuild groups from all stored pairs, keeping existing group ids where possible."""
+    """Rebuild groups from all stored pairs, keeping existing group ids where possible.
+
+    Only what changed is written: the images whose group changed, the groups whose members
+    or canonical image changed (their ``updated_at`` is then now), new groups, and groups
+    left without members (deleted). A run that adds a few pairs to a million images writes
+    a few rows, not every image.
+    """
+    members = _components(s)
+    old, facts = _grouped_images(s)
+    facts.update(_member_facts(s, sorted({i for image_ids in members for i in image_ids} - facts.keys())))
+    old_canonical = dict(s.execute(select(DuplicateGroup.id, DuplicateGroup.canonical_id)).all())
+    group_of = _assign_groups(members, old)
+    new = [k for k, gid in enumerate(group_of) if gid is None]
+    now = utcnow()
+    for k, gid in zip(new, _insert_groups(s, len(new), now)):
+        group_of[k] = gid
+    new_of = {i: gid for image_ids, gid in zip(members, group_of) for i in image_ids}
+    changed = _move_images(s, old, new_of)
+    canonical = {gid: _canonical([facts[i] for i in image_ids]) for image_ids, gid in zip(members, group_of)}
+    touched = [{"id": gid, "canonical_id": c, "updated_at": now} for gid, c in canonical.items()
+               if gid in changed or c != old_canonical.get(gid)]
+    if touched:
+        s.execute(update(DuplicateGroup), touched)  # one executemany by primary key
+    gone = sorted(old_canonical.keys() - canonical.keys())
+    for lo in range(0, len(gone), _IN_CHUNK):
+        s.execute(delete(DuplicateGroup).where(DuplicateGroup.id.in_(gone[lo:lo + _IN_CHUNK])))
+    return len(members), len(new_of)
+
+
+def _move_images(s: Session, old: dict[int, int], new: dict[int, int]) -> set[int]:
+    """Set the group of each image whose group changed (``old`` to ``new``, by image id; an
+    image in neither is in no group). Returns the groups that lost or gained a member."""
+    ids = sorted(old.keys() | new.keys())
+    moved = [{"id": i, "dup_group_id": new.get(i)} for i in ids if old.get(i) != new.get(i)]
+    if moved:
+        s.execute(update(Image), moved)  # one executemany by primary key
+    lost = {old[r["id"]] for r in moved if r["id"] in old}
+    return lost | {r["dup_group_id"] for r in moved if r["dup_group_id"] is not None}
+
+
+def _components(s: Session) -> list[list[int]]:
+    """The stored pairs' connected components: image ids, ascending, ordered by first id."""
     import numpy as np
 
     from curator import dedup_index
@@ -210,28 +279,57 @@ def _regroup(s: Session) -> tuple[int, int]:
     members: dict[int, list[int]] = defaultdict(list)
     for image_id, c in zip(ids.tolist(), comp.tolist()):
         members[c].append(image_id)
-    old = dict(s.execute(select(Image.id, Image.dup_group_id).where(Image.dup_group_id.is_not(None))).all())
-    s.execute(update(Image).values(dup_group_id=None))
+    return list(members.values())
+
+
+def _assign_groups(members: list[list[int]], old: dict[int, int]) -> list[int | None]:
+    """Each component's group id: the smallest of its members' old groups not taken by an
+    earlier component, or None (a new group)."""
     used: set[int] = set()
-    for image_ids in members.values():
-        reuse = sorted({old[i] for i in image_ids if i in old} - used)
-        group = s.get(DuplicateGroup, reuse[0]) if reuse else DuplicateGroup()
-        if not reuse:
-            s.add(group)
-            s.flush()
-        used.add(group.id)
-        s.execute(update(Image).where(Image.id.in_(image_ids)).values(dup_group_id=group.id))
-        group.canonical_id = _canonical(s, image_ids)
-        group.updated_at = utcnow()
-    s.execute(delete(DuplicateGroup).where(DuplicateGroup.id.not_in(used) if used else True))
-    return len(members), len(ids)
+    out: list[int | None] = []
+    for image_ids in members:
+        reuse = min({old[i] for i in image_ids if i in old} - used, default=None)
+        if reuse is not None:
+            used.add(reuse)
+        out.append(reuse)
+    return out
 
 
-def _canonical(s: Session, image_ids: list[int]) -> int:
-    """Real before staged/synthetic, then the most pixels, then the oldest."""
-    images = s.scalars(select(Image).where(Image.id.in_(image_ids))).all()
-    best = min(images, key=lambda im: (im.staged or im.synthetic, -(im.width or 0) * (im.height or 0), im.added_at, im.id))
-    return best.id
+def _insert_groups(s: Session, n: int, now) -> list[int]:
+    """``n`` new groups (canonical set later), their ids ascending, in one statement."""
+    if not n:
+        return []
+    rows = [{"created_at": now, "updated_at": now} for _ in range(n)]
+    return sorted(s.scalars(insert(DuplicateGroup).returning(DuplicateGroup.id), rows).all())
+
+
+_FACTS = (Image.id, Image.staged, Image.synthetic, Image.width, Image.height, Image.added_at)
+
+
+def _grouped_images(s: Session) -> tuple[dict[int, int], dict[int, tuple]]:
+    """The images in a group now: their group ids, and what the canonical choice needs of
+    them (``_FACTS``), by image id."""
+    rows = s.execute(select(Image.dup_group_id, *_FACTS).where(Image.dup_group_id.is_not(None))).all()
+    return {r[1]: r[0] for r in rows}, {r[1]: tuple(r[1:]) for r in rows}
+
+
+def _member_facts(s: Session, ids: list[int]) -> dict[int, tuple]:
+    """``_FACTS`` of the images ``ids`` (those not in a group yet: few), by id."""
+    facts = {}
+    for lo in range(0, len(ids), _IN_CHUNK):
+        rows = s.execute(select(*_FACTS).where(Image.id.in_(ids[lo:lo + _IN_CHUNK])))
+        facts.update((r[0], tuple(r)) for r in rows)
+    return facts
+
+
+def _canonical(facts: list[tuple]) -> int:
+    """Real before staged/synthetic, then the most pixels, then the oldest.
+
+    Args:
+        facts: ``(id, staged, synthetic, width, height, added_at)`` of each member.
+    """
+    best = min(facts, key=lambda f: (f[1] or f[2], -(f[3] or 0) * (f[4] or 0), f[5], f[0]))
+    return best[0]
 
 
 # -- reading groups back ---------------------------------------------------------------------
@@ -280,14 +378,18 @@ class Conflicts:
 
 def label_conflicts(s: Session) -> list[dict]:
     """Groups whose labelled members carry different labels: the first thing to fix."""
+    return [describe_group(s, s.get(DuplicateGroup, gid)) for gid in _conflicting_groups(s)]
+
+
+def _conflicting_groups(s: Session) -> list[int]:
+    """Ids of the groups whose labelled members carry different labels, ascending."""
     labels: dict[int, set] = defaultdict(set)
     for gid, cls, sub in s.execute(
         select(Image.dup_group_id, Image.class_id, Image.subclass_id)
         .where(Image.dup_group_id.is_not(None), Image.label_state == LABELLED)
     ):
         labels[gid].add((cls, sub))
-    return [describe_group(s, s.get(DuplicateGroup, gid))
-            for gid in sorted(g for g, found in labels.items() if len(found) > 1)]
+    return sorted(g for g, found in labels.items() if len(found) > 1)
 
 
 def all_conflicts(s: Session) -> Conflicts:

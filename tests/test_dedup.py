@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from curator import dedup, ingest
 from curator.errors import InvalidInput
-from curator.library.models import DuplicatePair, Image
+from curator.library.models import DuplicateGroup, DuplicatePair, Image
 
 from conftest import SAMPLE, as_json, write_image
 
@@ -135,6 +135,62 @@ def test_canonical_is_real_then_largest_then_oldest(library, tmp_path):
         canonical = next(m for m in group["members"] if m["canonical"])
         assert Path(canonical["path"]).name == "mid.png"  # real beats the bigger staged image
         assert group["conflict"] is False
+
+
+def add_hashed(lib, phashes: dict[str, int], sizes: dict[str, int] | None = None) -> dict[str, int]:
+    """Images with these pHashes (below 2**63; no files, no colour: pHash alone decides); name -> id."""
+    sizes = sizes or {}
+    with lib.session() as s:
+        rows = {name: Image(sha256=name.ljust(64, "0"), phash=phash, path=f"/x/{name}.png",
+                            source="test", bytes=1, width=sizes.get(name, 10), height=10)
+                for name, phash in phashes.items()}
+        s.add_all(rows.values())
+        s.flush()
+        return {name: image.id for name, image in rows.items()}
+
+
+def group_state(lib) -> tuple[dict[int, int | None], dict[int, tuple]]:
+    """Each image's group, and each group's (canonical, updated_at)."""
+    with lib.session() as s:
+        images = dict(s.execute(select(Image.id, Image.dup_group_id)).all())
+        groups = {g.id: (g.canonical_id, g.updated_at) for g in s.scalars(select(DuplicateGroup))}
+    return images, groups
+
+
+def test_a_run_with_nothing_new_writes_no_group(sample):
+    dedup.find_duplicates(sample)
+    before = group_state(sample)
+    again = dedup.find_duplicates(sample)
+    assert (again.compared, again.groups) == (0, len(PLANTED))
+    assert group_state(sample) == before  # not even updated_at moves
+
+
+def test_tighter_settings_drop_groups_and_keep_the_others_as_they_were(sample):
+    dedup.find_duplicates(sample)
+    images, groups = group_state(sample)
+    tighter = dedup.find_duplicates(sample, threshold=2)
+    after_images, after_groups = group_state(sample)
+    assert 0 < tighter.groups < len(groups) and set(after_groups) < set(groups)
+    assert all(after_groups[g] == groups[g] for g in after_groups)  # same members: untouched
+    assert {i: g for i, g in images.items() if g in after_groups} == {i: g for i, g in after_images.items() if g}
+
+
+def test_an_image_joining_two_groups_merges_them_into_the_older(library):
+    # a~b and c~d are 16 bits apart; e is 8 bits from a and from c.
+    ids = add_hashed(library, {"a": 0, "b": 1, "c": 0xFFFF << 32, "d": (0xFFFF << 32) | 1}, sizes={"c": 30})
+    dedup.find_duplicates(library)
+    images, groups = group_state(library)
+    first, second = images[ids["a"]], images[ids["c"]]
+    assert first < second and images[ids["b"]] == first and images[ids["d"]] == second
+    ids |= add_hashed(library, {"e": 0xFF << 32})
+    merged = dedup.find_duplicates(library)
+    assert (merged.full, merged.compared, merged.groups, merged.images_in_groups) == (False, 1, 1, 5)
+    after_images, after_groups = group_state(library)
+    assert set(after_groups) == {first} and set(after_images.values()) == {first}
+    assert after_groups[first][0] == ids["c"]  # the largest is canonical now
+    assert after_groups[first][1] > groups[first][1]
+    full = dedup.find_duplicates(library, threshold=8, color_threshold=1.0)  # other settings: full
+    assert full.full and group_state(library)[0] == after_images
 
 
 @pytest.mark.parametrize(
