@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from curator import history
+from curator import history, tallies
 from curator.classes import images_under, parse_label
 from curator.errors import ImageNotFound, InvalidInput
 from curator.library import Library, schema
@@ -22,7 +22,6 @@ from curator.library.models import (
     ImageLocation,
     ImportBatch,
     LabelClass,
-    LabelEvent,
     Subclass,
 )
 
@@ -126,14 +125,15 @@ def show(session: Session, ref: str, *, history_rows: int = 10) -> dict:
 def stats(lib: Library) -> dict:
     """The library as a whole: counts by state, status, flag and format, sizes, batches.
 
-    One GROUP BY pass over the images (``_image_groups``) gives every image count; the other
-    tables are counted whole.
+    Read from the tallies (``curator.tallies``), which hold the image groups and the rows of
+    the big tables; only the small tables are counted.
     """
+    tallies.settle_library(lib)
     with lib.session() as s:
         count = lambda table: int(s.scalar(select(func.count()).select_from(table)) or 0)  # noqa: E731
         images = _image_groups(s)
         size, formats = images.pop("_bytes"), images.pop("_formats")
-        locations = count(ImageLocation)
+        locations = tallies.rows(s, "image_locations")
         return {
             "library": lib.display,
             "folder": str(lib.folder),
@@ -146,21 +146,18 @@ def stats(lib: Library) -> dict:
             "bytes": size,
             "formats": formats,
             "import_batches": count(ImportBatch),
-            "history_rows": count(LabelEvent),
+            "history_rows": tallies.rows(s, "label_events"),
         }
 
 
 def _image_groups(s: Session) -> dict:
     """Image counts by status, label state (active), flag (active) and format (active), and
-    the bytes of all, from one GROUP BY (a few rows per class)."""
-    # the columns of the index ix_images_label_class, in its order: read from it alone, no sort
-    keys = (Image.label_state, Image.class_id, Image.subclass_id, Image.status, Image.staged, Image.synthetic,
-            Image.benchmark, Image.format)
+    the bytes of all, from the image tallies (a few rows per class)."""
     out = {"images": 0, "active": 0, "rejected": 0, **dict.fromkeys((LABELLED, UNKNOWN, UNLABELLED), 0),
            **dict.fromkeys(FLAGS, 0), "_bytes": 0}
     formats: dict[str | None, int] = {}
-    for state, _, _, status, staged, synthetic, benchmark, fmt, n, size in s.execute(
-            select(*keys, func.count(), func.sum(Image.bytes)).group_by(*keys)):
+    for state, _, _, status, staged, synthetic, benchmark, fmt, n, size in tallies.image_groups(s):
+        n = int(n)
         out["images"] += n
         out["_bytes"] += int(size or 0)
         if status != ACTIVE:

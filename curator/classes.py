@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import case, false, func, select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from curator.library.models import (
     UNKNOWN,
     UNLABELLED,
     Image,
+    ImageTally,
     LabelClass,
     Subclass,
 )
@@ -212,39 +213,26 @@ def class_table(session: Session, min_count: int = DEFAULT_MIN_COUNT) -> list[di
     Counts are of labelled images. ``labelled`` counts active ones (what training may use);
     ``real`` those neither staged nor synthetic; ``rejected`` the rejected ones.
     A class is ``below`` the cutoff when its active labelled images are fewer than ``min_count``.
+    Read from the tallies (``curator.tallies``): a few thousand rows however many images.
     """
-    active = Image.status == ACTIVE
-    real = active & ~Image.staged & ~Image.synthetic
+    from curator import tallies
 
-    def n(cond):
-        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
-
-    q = (
-        select(
-            LabelClass.name,
-            Subclass.name,
-            n(active),
-            n(real),
-            n(active & Image.staged),
-            n(active & Image.synthetic),
-            n(active & Image.benchmark),
-            n(Image.status != ACTIVE),
-        )
-        .select_from(LabelClass)
-        .outerjoin(Image, (Image.class_id == LabelClass.id) & (Image.label_state == LABELLED))
-        .outerjoin(Subclass, Subclass.id == Image.subclass_id)
-        .group_by(LabelClass.name, Subclass.name)
-        .order_by(LabelClass.name, Subclass.name)
-    )
     keys = ("labelled", "real", "staged", "synthetic", "benchmark", "rejected")
-    rows: dict[str, dict] = {}
-    for cls, sub, *counts in session.execute(q):
-        row = rows.setdefault(cls, {"class": cls, **dict.fromkeys(keys, 0), "subclasses": []})
-        for k, v in zip(keys, counts):
-            row[k] += int(v)
-        if sub is not None:
-            row["subclasses"].append({"subclass": sub, **dict(zip(keys, map(int, counts)))})
-    _add_empty_subclasses(session, rows, keys)
+    rows = {cid: {"class": name, **dict.fromkeys(keys, 0), "subclasses": []}
+            for cid, name in session.execute(select(LabelClass.id, LabelClass.name).order_by(LabelClass.name))}
+    subs = {}
+    for sid, cid, name in session.execute(select(Subclass.id, Subclass.class_id, Subclass.name)
+                                          .order_by(Subclass.name)):
+        subs[sid] = {"subclass": name, **dict.fromkeys(keys, 0)}
+        rows[cid]["subclasses"].append(subs[sid])
+    for _, cid, sid, status, staged, synthetic, benchmark, _, n, _ in tallies.image_groups(
+            session, ImageTally.label_state == LABELLED):
+        active = status == ACTIVE
+        counts = (active, active and not staged and not synthetic, active and staged, active and synthetic,
+                  active and benchmark, not active)
+        for row in (rows[cid], subs[sid]) if sid is not None else (rows[cid],):
+            for k, on in zip(keys, counts):
+                row[k] += int(n) if on else 0
     for row in rows.values():
         row["needs"] = max(0, min_count - row["labelled"])
         row["below_cutoff"] = row["needs"] > 0
@@ -252,21 +240,12 @@ def class_table(session: Session, min_count: int = DEFAULT_MIN_COUNT) -> list[di
     return list(rows.values())
 
 
-def _add_empty_subclasses(session: Session, rows: dict[str, dict], keys) -> None:
-    for cls, sub in session.execute(
-        select(LabelClass.name, Subclass.name).join(Subclass.parent).order_by(Subclass.name)
-    ):
-        subs = rows[cls]["subclasses"]
-        if sub not in {s["subclass"] for s in subs}:
-            subs.append({"subclass": sub, **dict.fromkeys(keys, 0)})
-            subs.sort(key=lambda s: s["subclass"])
-
-
 def state_counts(session: Session) -> dict[str, int]:
-    """Active images per label state (labelled, unknown, unlabelled)."""
-    q = select(Image.label_state, func.count()).where(Image.status == ACTIVE).group_by(
-        Image.label_state
-    )
+    """Active images per label state (labelled, unknown, unlabelled), from the tallies."""
+    from curator import tallies
+
     counts = dict.fromkeys((LABELLED, UNKNOWN, UNLABELLED), 0)
-    counts.update({state: int(c) for state, c in session.execute(q)})
+    for state, _, _, status, *_, n, _ in tallies.image_groups(session):
+        if status == ACTIVE:
+            counts[state] += int(n)
     return counts

@@ -3,9 +3,10 @@
 ``matches`` is one statement over one run's readable predictions of active images with every
 option of a ``Query`` as a WHERE condition; ``page``, ``count`` and ``per_class`` select from it.
 The per-class numbers that ``low_count`` and ``synthetic_dependent`` need (labelled images, and
-how many of them are real) come from one GROUP BY joined on the predicted class, so no
-prediction is read into Python to be filtered or sorted, and ``top_k`` is decoded only for the
-rows shown.
+how many of them are real) come from the image tallies (``curator.tallies``) joined on the
+predicted class, so no prediction is read into Python to be filtered or sorted, and ``top_k``
+is decoded only for the rows shown. ``count`` and ``per_class`` count in SQL the questions the
+tallies cannot answer (``curator.filters`` asks the tallies first).
 
 Guarantees (what ``tests/test_paging.py`` checks against the old Python algorithm):
 - every order is total: it ends with the image id, so pages of ``offset``/``limit`` are stable
@@ -21,9 +22,9 @@ from __future__ import annotations
 from sqlalchemy import Float, case, cast, func, literal, literal_column, select
 from sqlalchemy.orm import aliased
 
+from curator import tallies
 from curator.library.models import (
     ACTIVE,
-    LABELLED,
     UNKNOWN,
     UNLABELLED,
     Image,
@@ -33,18 +34,6 @@ from curator.library.models import (
     SplitMember,
     Subclass,
 )
-
-
-def _class_counts():
-    """Per class name: active labelled images and how many of them are real (not staged or
-    synthetic). Classes without any are absent (read as 0)."""
-    real = case((~Image.staged & ~Image.synthetic, 1), else_=0)
-    return (
-        select(LabelClass.name.label("name"), func.count().label("labelled"), func.sum(real).label("real"))
-        .join(Image, (Image.class_id == LabelClass.id) & (Image.label_state == LABELLED) & (Image.status == ACTIVE))
-        .group_by(LabelClass.name)
-        .subquery("class_counts")
-    )
 
 
 def _class_columns(q, counts) -> dict:
@@ -91,7 +80,7 @@ def matches(q, run) -> tuple:
         ``labelled``, ``needs`` and ``staged_share`` with every condition of ``q`` applied (no
         order, no limit), and those columns as a dict of SQL expressions.
     """
-    counts = _class_counts() if (q.low_count or q.synthetic_dependent) else None
+    counts = tallies.class_counts() if (q.low_count or q.synthetic_dependent) else None
     columns = {"image_id": Prediction.image_id, "predicted": Prediction.predicted,
                "confidence": Prediction.confidence, **_class_columns(q, counts)}
     stmt = (
@@ -197,22 +186,3 @@ def per_class(q, run, dialect: str):
     return (stmt.with_only_columns(c["predicted"], func.count(), func.max(c["labelled"]), func.max(c["needs"]),
                                    func.max(c["staged_share"]))
             .group_by(c["predicted"]))
-
-
-def class_totals():
-    """Every class of the library: name, active labelled images, how many of them are real."""
-    counts = _class_counts()
-    return (select(LabelClass.name, func.coalesce(counts.c.labelled, 0), func.coalesce(counts.c.real, 0))
-            .outerjoin(counts, counts.c.name == LabelClass.name))
-
-
-def pool_predictions(run, high_confidence: float, dialect: str):
-    """Per class the run predicts on the pool (active unlabelled images): how many, and how
-    many at ``high_confidence`` or more (matched first on SQLite, as ``per_class`` says why)."""
-    pool = (select(Prediction.predicted, Prediction.confidence)
-            .join(Image, Image.id == Prediction.image_id)
-            .where(Prediction.run_id == run.id, Prediction.error.is_(None), Image.status == ACTIVE,
-                   Image.label_state == UNLABELLED))
-    found = pool.cte("pool").prefix_with("MATERIALIZED") if dialect == "sqlite" else pool.subquery("pool")
-    confident = case((found.c.confidence >= high_confidence, 1), else_=0)
-    return select(found.c.predicted, func.count(), func.sum(confident)).group_by(found.c.predicted)

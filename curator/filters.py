@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
 
-from curator import filter_sql
+from curator import filter_sql, tallies
 from curator.classes import get_class, get_subclass
 from curator.errors import InvalidInput
 from curator.library import Library
-from curator.library.models import LABELLED, UNKNOWN, UNLABELLED, Image, ImageTag
+from curator.library.models import LABEL_STATES, LABELLED, UNKNOWN, UNLABELLED, Image, ImageTag
 from curator.runs import pick_run
 from curator.split_rules import SPLITS
 
@@ -129,7 +129,10 @@ def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
     size = _window(q)
     order = filter_sql.order_name(q)
     counts, offset, only = [], q.offset, None
-    if order in filter_sql.CLASS_FIRST or q.low_count or q.synthetic_dependent:
+    if _tallied_states(q) is not None:
+        counts = _tallied_counts(s, q, run)
+        total = sum(c["found"] for c in counts)
+    elif order in filter_sql.CLASS_FIRST or q.low_count or q.synthetic_dependent:
         per_class = filter_sql.per_class(q, run, s.get_bind().dialect.name)
         counts = [{"class": name, "found": found, "labelled": labelled, "needs": needs, "staged_share": share}
                   for name, found, labelled, needs, share in s.execute(per_class)]
@@ -146,6 +149,39 @@ def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
         return total, [], classes
     stmt = filter_sql.page(q, run, s.get_bind().dialect.name, offset=offset, limit=size, only=only)
     return total, [_show(r) for r in s.execute(stmt)], classes
+
+
+def _tallied_states(q: Query) -> tuple[str, ...] | None:
+    """The label states of the images ``q`` looks at, where the tallies can count its matches
+    (a run, a predicted class, confidence bounds, a label state); None where only SQL can (a
+    split, a flag, a class label, a sub-class, a tag)."""
+    if any(getattr(q, name) is not None for name in ("split", "staged", "synthetic", "subclass", "tag")):
+        return None
+    if q.unknown or q.label == UNKNOWN:
+        return (UNKNOWN,)
+    if q.label == UNLABELLED or (q.label is None and (q.low_count or q.synthetic_dependent)):
+        return (UNLABELLED,)
+    return LABEL_STATES if q.label is None else None
+
+
+def _tallied_counts(s, q: Query, run) -> list[dict]:
+    """``filter_sql.per_class``'s rows, from the tallies (``curator.tallies``): per predicted
+    class with matches, how many, and its labelled count, need and staged share."""
+    found = tallies.prediction_counts(s, run.id, _tallied_states(q), predicted=q.predicted,
+                                      lo=q.min_confidence, hi=q.max_confidence)
+    totals = tallies.class_totals(s) if (q.low_count or q.synthetic_dependent) else None
+    counts = []
+    for name, n in found.items():
+        if totals is None:  # what the SQL's rows carry when no class count is asked for
+            labelled, needs, share = 0, q.min_count, 0.0
+        else:
+            labelled, real = totals.get(name, (0, 0))
+            needs = max(0, q.min_count - labelled)
+            share = (labelled - real) / labelled if labelled > 0 else 0.0
+        if (q.low_count and needs <= 0) or (q.synthetic_dependent and not share > q.max_staged_share):
+            continue
+        counts.append({"class": name, "found": n, "labelled": labelled, "needs": needs, "staged_share": share})
+    return counts
 
 
 def _classes_spanned(counts: list[dict], offset: int, size: int | None) -> tuple[int, list[str]]:
@@ -182,6 +218,7 @@ def find(lib: Library, q: Query) -> dict:
             that does not exist; a class the run cannot predict.
     """
     _check(q)
+    tallies.settle_library(lib)
     with lib.session() as s:
         _check_names(s, q)
         run, notes = pick_run(s, q.run, _pool(q))
@@ -208,15 +245,16 @@ def class_coverage(lib: Library, run: str | None = None, *, min_count: int = 40,
     """
     if not 0 <= high_confidence <= 1:
         raise InvalidInput(f"--high-confidence {high_confidence} is not between 0 and 1")
+    tallies.settle_library(lib)
     with lib.session() as s:
         run, notes = pick_run(s, run, UNLABELLED)
         out = {name: {"class": name, "labelled": labelled, "real": real, "needs": max(0, min_count - labelled),
                       "predicted": 0, "confident": 0}
-               for name, labelled, real in s.execute(filter_sql.class_totals())}
-        pool = filter_sql.pool_predictions(run, high_confidence, s.get_bind().dialect.name)
-        for name, predicted, confident in s.execute(pool):
+               for name, (labelled, real) in tallies.class_totals(s).items()}
+        confident = tallies.prediction_counts(s, run.id, (UNLABELLED,), lo=high_confidence)
+        for name, predicted in tallies.prediction_counts(s, run.id, (UNLABELLED,)).items():
             row = out.setdefault(name, {"class": name, "labelled": 0, "real": 0, "needs": min_count})
-            row.update(predicted=predicted, confident=int(confident))
+            row.update(predicted=predicted, confident=confident.get(name, 0))
         run_name = run.name
     for row in out.values():
         row["reachable"] = row["labelled"] + row["confident"] >= min_count
@@ -259,6 +297,7 @@ def act(lib: Library, result: dict, action: str, value: str | None = None, *, cr
                 unchanged += change.unchanged
         if on_progress:
             on_progress(start + len(chunk))
+    tallies.settle_library(lib, at=tallies.WRITER_SETTLE_AT)
     return {"action": action, "changed": changed, "unchanged": unchanged}
 
 

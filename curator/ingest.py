@@ -39,7 +39,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from curator import decode, history, ingest_locks
+from curator import decode, history, ingest_locks, tallies
 from curator.classes import LabelSpec, parse_label, resolve
 from curator.decode import FORMATS, IMAGE_SUFFIXES, MAX_PIXELS, Unreadable
 from curator.errors import InvalidInput
@@ -292,6 +292,7 @@ def import_paths(
         finally:
             summary.seconds = time.perf_counter() - started
             _finish_batch(lib, summary, status)
+    tallies.settle_library(lib, at=tallies.WRITER_SETTLE_AT)
     return summary
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from sqlalchemy import exists, func, select
 
-from curator import checkpoints
+from curator import checkpoints, tallies
 from curator.data import loader, normalise
 from curator.errors import CuratorError, InvalidInput
 from curator.library import Library
@@ -153,6 +153,7 @@ def _predict(lib: Library, ref: str, todo: Callable, dist: Dist, *, top_k: int =
         if should_stop():
             summary.interrupted = start < len(ids)
             break
+    tallies.settle_library(lib, at=tallies.WRITER_SETTLE_AT)
     summary.seconds = time.perf_counter() - t0
     return _gathered(summary, dist)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
@@ -32,7 +32,7 @@ from curator.library.models import (
     UNKNOWN,
     UNLABELLED,
     Image,
-    Prediction,
+    PredictionTally,
     Run,
     RunEpoch,
     utcnow,
@@ -71,10 +71,11 @@ def find_run(s, ref: str) -> Run:
 
 
 def _has_predicted(pool: str):
-    """The SQL condition: the run (``Run``) has a readable prediction for an image of ``pool``."""
-    return (select(Prediction.image_id).join(Image, Image.id == Prediction.image_id)
-            .where(Prediction.run_id == Run.id, Prediction.error.is_(None), Image.status == ACTIVE,
-                   Image.label_state == pool).exists())
+    """The SQL condition: the run (``Run``) has a readable prediction for an image of ``pool``
+    (from the tallies, ``curator.tallies``: read in index order, it stops at the first count)."""
+    t = PredictionTally
+    return (select(t.predicted).where(t.run_id == Run.id, t.state == pool)
+            .group_by(t.predicted, t.bucket).having(func.sum(t.n) > 0).exists())
 
 
 def pick_run(s, ref: str | None, pool: str = UNLABELLED) -> tuple[Run, list[str]]:
