@@ -18,6 +18,9 @@ mongod) unless ``FIFTYONE_DATABASE_URI`` names another. The library is the sourc
 
 Every saved view is the exact result of ``curator find`` with the same options, in its order
 (``curator.fiftyone_views``).
+
+This module alone uses FiftyOne's internals, for speed at scale: new samples are written as the
+documents ``add_samples`` makes (``_add``), and saved views in one batch (``replace_saved_views``).
 """
 
 from __future__ import annotations
@@ -214,8 +217,13 @@ def _resolve_run(lib: Library, run: str | None) -> tuple[Run | None, list[str]]:
         return found, notes
 
 
-def library_rows(lib: Library, run: Run | None, ids: list[int] | None = None) -> dict[int, dict]:
-    """Every active image (or those of ``ids`` still active) as the dataset should show it, by id."""
+def library_rows(lib: Library, run: Run | None, ids: list[int] | None = None, *,
+                 conflicted: set[int] | None = None) -> dict[int, dict]:
+    """Every active image (or those of ``ids`` still active) as the dataset should show it, by id.
+
+    Args:
+        conflicted: the images of ``label_conflicts``, if already known (the label-conflicts view's).
+    """
     from curator.dedup import label_conflicts
 
     with lib.session() as s:
@@ -236,7 +244,8 @@ def library_rows(lib: Library, run: Run | None, ids: list[int] | None = None) ->
         tags = defaultdict(list)
         for image_id, tag in _of(s, select(ImageTag.image_id, ImageTag.tag).order_by(ImageTag.tag), ImageTag.image_id, ids):
             tags[image_id].append(tag)
-        conflicted = {m["id"] for g in label_conflicts(s) for m in g["members"]}
+        if conflicted is None:
+            conflicted = {m["id"] for g in label_conflicts(s) for m in g["members"]}
         found = _of(s, stmt, Image.id, ids)
         readable, _ = readable_paths(s, [r[0] for r in found])  # a moved image: where it is now
     suspects = saved_suspects(lib, run)
@@ -269,16 +278,30 @@ def _of(s, stmt, column, ids: list[int] | None) -> list:
 
 
 # -- samples ----------------------------------------------------------------------------------
+#
+# Samples are written as the documents FiftyOne's ``add_samples`` would write (FiftyOne's
+# internals, kept to this module; ``tests/test_fiftyone_sync.py`` checks the two agree): a
+# ``fo.Sample`` with its labels costs ~3 ms of Python objects, 60 s for a 20,000-sample working set.
 
-def _fields(fo, row: dict) -> dict:
-    """The sample fields for a library row (everything but filepath)."""
+def _label(label: str, confidence: float | None = None) -> dict:
+    """A Classification as FiftyOne stores it."""
+    from bson import ObjectId
+
+    doc = {"_id": ObjectId(), "_cls": "Classification", "label": label, "tags": []}
+    if confidence is not None:
+        doc["confidence"] = float(confidence)
+    return doc
+
+
+def _fields(row: dict) -> dict:
+    """The sample fields for a library row (everything but filepath and tags), labels as stored."""
     prediction = top_k = None
     if row["predicted"] is not None:
-        prediction = fo.Classification(label=row["predicted"], confidence=row["confidence"])
-        top_k = fo.Classifications(classifications=[fo.Classification(label=c, confidence=p) for c, p in row["top_k"]])
+        prediction = _label(row["predicted"], row["confidence"])
+        top_k = {"_cls": "Classifications", "classifications": [_label(c, p) for c, p in row["top_k"]]}
     return {
         "curator_id": row["image_id"],
-        "ground_truth": fo.Classification(label=row["class"]) if row["class"] else None,
+        "ground_truth": _label(row["class"]) if row["class"] else None,
         "subclass": row["subclass"],
         "unknown": row["unknown"],
         "staged": row["staged"],
@@ -299,8 +322,38 @@ def _tags(row: dict) -> list[str]:
     return ([SPLIT_TAG + row["split"]] if row["split"] else []) + list(row["tags"])
 
 
-def _sample(fo, row: dict):
-    return fo.Sample(filepath=row["path"], tags=_tags(row), **_fields(fo, row))
+def _sample_doc(row: dict, dataset_id, now) -> dict:
+    """The document of a new image sample, as ``add_samples`` makes it (None fields left out)."""
+    from fiftyone.core.odm.sample import _generate_rand
+
+    doc = {f: v for f, v in _fields(row).items() if v is not None}
+    doc.update(filepath=row["path"], tags=_tags(row), _media_type="image", _rand=_generate_rand(),
+               _dataset_id=dataset_id, created_at=now, last_modified_at=now)
+    return doc
+
+
+def _add(dataset, rows: list[dict]) -> dict[int, str]:
+    """Add samples for ``rows`` in bulk (one ``insert_many`` of their documents per chunk);
+    return their sample ids by curator id."""
+    from datetime import datetime
+
+    if dataset.media_type is None:  # add_samples sets it from the first sample (and declares `metadata`)
+        dataset.media_type = "image"
+    now, added = datetime.utcnow(), {}  # as FiftyOne's: naive UTC
+    for at in range(0, len(rows), ID_CHUNK):
+        docs = [_sample_doc(r, dataset._doc.id, now) for r in rows[at:at + ID_CHUNK]]
+        dataset._sample_collection.insert_many(docs, ordered=False)  # sets each one's _id
+        added.update((d["curator_id"], str(d["_id"])) for d in docs)
+    return added
+
+
+def _as_value(value):
+    """A field value as ``set_values`` takes it: stored labels back into FiftyOne's objects."""
+    import fiftyone as fo
+
+    if isinstance(value, dict):
+        return {"Classification": fo.Classification, "Classifications": fo.Classifications}[value["_cls"]].from_dict(value)
+    return value
 
 
 REQUIRED = ("curator_id", "curator_sig", "synced_label", "ground_truth", "predictions")
@@ -416,12 +469,7 @@ def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, on
     """
     say = on_progress or (lambda msg: None)
     found_run, notes = _resolve_run(lib, run)
-    fo = connect(lib)
-    dataset = open_dataset(lib)
-    scope = scope or Scope(**dataset.info.get("scope", {}))
-    whole = not is_working_set(lib, scope)
-    say("finding the saved views' images")
-    views = find_views(lib, found_run, limit=None if whole else scope.max_samples)
+    dataset, scope, whole, views = _open_and_find(lib, found_run, scope, say)
     state = _app_state(dataset)
     wanted, held = None, []
     if not whole:
@@ -430,7 +478,7 @@ def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, on
         held = [i for i in state if i not in members and _pending(state[i])]  # pull decides those
         wanted += held
     say("reading the library")
-    rows = library_rows(lib, found_run, wanted)
+    rows = library_rows(lib, found_run, wanted, conflicted=set(views["label-conflicts"][1]))
     new = [rows[i] for i in rows if i not in state]
     gone = [state[i]["id"] for i in state if i not in rows]
     changed = [i for i in rows if i in state and state[i]["curator_sig"] != rows[i]["sig"]]
@@ -440,26 +488,51 @@ def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, on
         dataset.delete_samples(gone)
     if changed:
         say(f"updating {len(changed)} samples")
-        _write(fo, dataset, {i: rows[i] for i in changed}, keep=kept, state=state)
+        _write(dataset, {i: rows[i] for i in changed}, keep=kept, state=state)
+    sample_ids = {i: state[i]["id"] for i in rows if i in state}
     if new:
         say(f"adding {len(new)} samples")
-        dataset.add_samples([_sample(fo, r) for r in new], progress=False)
+        sample_ids.update(_add(dataset, new))
     dataset.info = {**dataset.info, "library": lib.display, "run": found_run.name if found_run else None,
                     "scope": asdict(scope)}
     dataset.save()
     say("saving views")
-    sizes = save_views(lib, dataset, found_run, views)
+    sizes = save_views(lib, dataset, found_run, views, sample_ids=sample_ids)
     return {"dataset": dataset.name, "database": _where(lib),
             "run": found_run.name if found_run else None, "notes": notes, "samples": len(dataset),
             "working_set": wanted is not None, "scope": asdict(scope), "active": len(rows) if wanted is None else active_images(lib),
             "added": len(new), "updated": len(changed), "removed": len(gone), "kept_edits": len(kept | (set(held) & set(rows))), "views": sizes}
 
 
-def _write(fo, dataset, rows: dict[int, dict], *, keep: set[int], state: dict[int, dict]) -> None:
+def _open_and_find(lib: Library, run: Run | None, scope: Scope | None, say) -> tuple:
+    """``(dataset, scope, whole, views)``: the library's dataset, the scope (the dataset's last
+    when ``scope`` is None), whether it mirrors every image, and ``find_views``'s answer.
+
+    The views' queries run while FiftyOne is imported and its database starts (~9 s): the
+    database does their work outside Python's lock, so the two overlap.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def find(whole: bool):
+        return find_views(lib, run, limit=None if whole else scope.max_samples)
+
+    whole = None if scope is None else not is_working_set(lib, scope)
+    with ThreadPoolExecutor(1) as pool:
+        found = None if scope is None else pool.submit(find, whole)
+        dataset = open_dataset(lib)
+        say("finding the saved views' images")
+        if found is None:
+            scope = Scope(**dataset.info.get("scope", {}))
+            whole = not is_working_set(lib, scope)
+            found = pool.submit(find, whole)
+        return dataset, scope, whole, found.result()
+
+
+def _write(dataset, rows: dict[int, dict], *, keep: set[int], state: dict[int, dict]) -> None:
     """Rewrite samples from their library rows; those in ``keep`` keep their app edits."""
     columns = defaultdict(dict)
     for i, row in rows.items():
-        fields = _fields(fo, row)
+        fields = {f: _as_value(v) for f, v in _fields(row).items()}
         if i in keep:  # edited in the app: pull decides, so keep the edit and its snapshot
             for f in EDITABLE + ("synced_label", "curator_sig"):
                 fields.pop(f)
@@ -472,6 +545,42 @@ def _write(fo, dataset, rows: dict[int, dict], *, keep: set[int], state: dict[in
             columns[f][i] = v
     for f, values in columns.items():
         dataset.set_values(f, values, key_field="curator_id")
+
+
+def replace_saved_views(dataset, views: list[tuple[str, str, object]], *, drop=()) -> None:
+    """Save each of ``views`` (name, description, view), replacing a saved view of its name or
+    slug, and delete the saved views named in ``drop``: ``save_view(..., overwrite=True)`` and
+    ``delete_saved_view`` at once.
+
+    FiftyOne's own re-read the dataset's whole list of saved views for each view saved (~27 s
+    for the ~570 views of a 1M-image library); this reads it once and inserts the new views in
+    one batch, as FiftyOne's ``save_view`` writes each (its internals, kept to this module).
+    """
+    from datetime import datetime
+
+    import fiftyone.core.dataset as fcd
+    import fiftyone.core.odm as foo
+    from bson import json_util
+    from fiftyone.core.utils import to_slug
+
+    if not views and not drop:
+        return
+    now = datetime.utcnow()
+    docs = [foo.SavedViewDocument(dataset_id=dataset._doc.id, name=name, slug=to_slug(name), description=description,
+                                  view_stages=[json_util.dumps(s) for s in view._serialize(include_uuids=False)],
+                                  created_at=now, last_modified_at=now) for name, description, view in views]
+    replaced = {d.slug for d in docs} | {to_slug(name) for name in drop}
+    dataset._doc.reload("saved_views")
+    for old in dataset._doc.get_saved_views():
+        if old.slug in replaced:
+            fcd._handle_delete_generated_saved_view(dataset, old)
+            old.delete()
+    if docs:
+        foo.SavedViewDocument.objects.insert(docs)
+    dataset._doc.saved_views = [d for d in dataset._doc.saved_views
+                                if getattr(d, "slug", None) not in replaced] + docs
+    dataset._doc.last_modified_at = now
+    dataset._doc.save(virtual=True)
 
 
 # -- edits made in the app ---------------------------------------------------------------------
@@ -498,7 +607,6 @@ def pull(lib: Library, *, resolve: str | None = None, create: bool = False, on_p
     if resolve not in (None, *RESOLUTIONS):
         raise InvalidInput(f"--resolve {resolve}: use one of {', '.join(RESOLUTIONS)}")
     say = on_progress or (lambda msg: None)
-    fo = connect(lib)
     dataset = open_dataset(lib, create=False)
     if dataset is None:
         raise NotFound("no FiftyOne dataset for this library yet: run `curator browse` first")
@@ -552,7 +660,7 @@ def pull(lib: Library, *, resolve: str | None = None, create: bool = False, on_p
     if settled:
         say(f"writing back {len(settled)} samples")
         rows = library_rows(lib, _resolve_run(lib, run)[0], list(settled))
-        _write(fo, dataset, {i: rows[i] for i in settled if i in rows}, keep=set(), state=state)
+        _write(dataset, {i: rows[i] for i in settled if i in rows}, keep=set(), state=state)
     out["sync"] = sync(lib, run, on_progress=on_progress)  # the dataset's own scope again
     return out
 

@@ -90,6 +90,86 @@ def test_each_saved_view_is_its_filter(known):
     assert samples(known)["w2.png"].suspected == "kangaroo"
 
 
+def _stored(dataset) -> dict[int, dict]:
+    """The dataset's sample documents by curator id, less what differs between two writes of them."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("_id", "_rand", "_dataset_id", "created_at", "last_modified_at")}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return {d["curator_id"]: strip(d) for d in dataset._sample_collection.find()}
+
+
+def test_samples_are_written_as_add_samples_writes_them(known):
+    # sync writes sample documents itself (a fo.Sample each is too slow for a working set):
+    # FiftyOne's own add_samples, given the same rows, stores the same documents
+    tag_suspects(known)
+    with known.session() as s:
+        labels.tag(s, [s.get(Image, known.by_name["k1.png"])], "check")
+    fs.sync(known)
+    dataset = fs.open_dataset(known, create=False)
+    rows = fs.library_rows(known, fs._resolve_run(known, "r")[0])
+    reference = fo.Dataset()
+    try:
+        reference.add_samples([fo.Sample(filepath=r["path"], tags=fs._tags(r), **reference_fields(r))
+                               for r in rows.values()], progress=False)
+        assert _stored(dataset) == _stored(reference) and len(rows) == 18
+        schema = dataset.get_field_schema(flat=True)
+        assert {f: type(t) for f, t in reference.get_field_schema(flat=True).items()} == {
+            f: type(schema[f]) for f in reference.get_field_schema(flat=True)}
+        assert dataset.media_type == reference.media_type == "image"
+        assert all(0.999 <= d["_rand"] <= 1 for d in dataset._sample_collection.find({}, {"_rand": 1}))
+    finally:
+        reference.delete()
+
+
+def reference_fields(row: dict) -> dict:
+    """A row's fields as FiftyOne's objects (how sync built samples before writing documents)."""
+    fields = {f: v for f, v in fs._fields(row).items() if not isinstance(v, dict)}
+    fields["ground_truth"] = fo.Classification(label=row["class"]) if row["class"] else None
+    predicted = row["predicted"] is not None
+    fields["predictions"] = fo.Classification(label=row["predicted"], confidence=row["confidence"]) if predicted else None
+    fields["top_k"] = fo.Classifications(classifications=[fo.Classification(label=c, confidence=p)
+                                                          for c, p in row["top_k"]]) if predicted else None
+    return fields
+
+
+def tag_suspects(lib) -> None:
+    """A saved `curator suspects` result for run r: w2 looks like a kangaroo, k2 like a wombat."""
+    with lib.session() as s:
+        folder = lib.folder / s.scalar(select(Run).where(Run.name == "r")).folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "suspects.json").write_text(json.dumps({"suspects": [
+        {"image_id": lib.by_name["w2.png"], "label": "wombat", "suspected": "kangaroo", "score": 0.2},
+        {"image_id": lib.by_name["k2.png"], "label": "kangaroo", "suspected": "wombat", "score": 0.1}]}))
+
+
+def test_views_are_resaved_only_when_changed_and_a_users_own_view_is_left(known):
+    fs.sync(known)
+    dataset = fs.open_dataset(known, create=False)
+    dataset.save_view("mine", dataset.limit(2), description="my own")
+    created = {v["name"]: v for v in (fo.load_dataset("curator").list_saved_views(info=True))}
+    stamps = {d.name: d.id for d in dataset._doc.get_saved_views()}
+    filters.act(known, filters.find(known, filters.Query(run="r", predicted="wombat")), "tag", "check")
+    with known.session() as s:
+        labels.reject(s, [s.get(Image, known.by_name["p3.png"])], "blurry")  # was in low-confidence
+    views = fs.sync(known)["views"]
+    dataset = fs.open_dataset(known, create=False)
+    now = {d.name: d.id for d in dataset._doc.get_saved_views()}
+    assert now["unknown"] == stamps["unknown"] and now["mine"] == stamps["mine"]  # unchanged: not re-saved
+    assert now["low-confidence"] != stamps["low-confidence"] and views["low-confidence"] == 2
+    assert view_names(known, "low-confidence") == ["p5.png", "p2.png"]
+    assert view_names(known, "tag-check") == ["u2.png", "p5.png"] and "look-alike-antelope" not in now  # p3 was its only image
+    assert set(now) == set(views) | {"mine"} and set(created) - set(now) == {"look-alike-antelope"}
+    assert len(dataset.load_saved_view("mine")) == 2
+    # what FiftyOne reads back from its database, in a fresh load
+    again = fo.load_dataset("curator")
+    again.reload()
+    assert sorted(again.list_saved_views()) == sorted(now)
+    assert again.get_saved_view_info("tag-check")["description"] == "curator find --tagged check"
+
+
 def test_refresh_rewrites_only_what_changed(known, make_tree):
     fs.sync(known)
     before = {name: s.id for name, s in samples(known).items()}
