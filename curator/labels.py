@@ -39,6 +39,23 @@ from curator.library.models import (
 LOCK_CHUNK = 10_000  # ids per locking query (drivers cap the parameters of one statement)
 
 
+def apply_to(lib, refs: list[str], of: str | None, action, **options) -> Change:
+    """Select images (ids, paths, sha256 prefixes, or every image labelled ``of``) and apply one
+    action of this module to them in one transaction, then fold the tallies the change wrote
+    (``curator.tallies``: the next count reads a few rows, even after relabelling 100k images).
+
+    Args:
+        action: ``label``, ``relabel``, ``mark_unknown``, ``reject``, ``restore``, ``set_flags``...
+            called as ``action(session, images, **options)``.
+    """
+    from curator import catalog, tallies
+
+    with lib.session() as s:
+        change = action(s, catalog.select_images(s, refs, of), **options)
+    tallies.settle_library(lib, at=tallies.WRITER_SETTLE_AT)
+    return change
+
+
 def lock(session: Session, images: list[Image]) -> None:
     """Lock the rows of ``images`` until the transaction ends and reload them, where the
     database has row locks (PostgreSQL: ``SELECT ... FOR NO KEY UPDATE``).

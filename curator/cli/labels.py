@@ -28,12 +28,9 @@ def register(app: typer.Typer) -> None:
 
 def _run(db, images, file, of, json_, action, **kwargs) -> None:
     """Select images, apply one labels.* action in one transaction, report what changed."""
-    from curator import catalog
+    from curator import labels
 
-    refs = read_refs(images, file)
-    with open_lib(db).session() as s:
-        selected = catalog.select_images(s, refs, of)
-        change = action(s, selected, **kwargs)
+    change = labels.apply_to(open_lib(db), read_refs(images, file), of, action, **kwargs)
     if json_:
         return print_json({"action": change.action, "changed": change.changed,
                            "unchanged": change.unchanged})
