@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from sqlalchemy import select
 
-from curator import checkpoints
+from curator import checkpoints, weights
 from curator.data import Examples, augment, normalise, shard
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
@@ -170,11 +170,7 @@ def create_model(cfg: TrainConfig, num_classes: int, parent: dict | None = None)
         return model
     try:
         if cfg.weights:
-            if not Path(cfg.weights).is_file():
-                raise InvalidInput(f"no weights file at {cfg.weights}")
-            overlay = dict(file=str(Path(cfg.weights).resolve()), num_classes=-1)
-            return timm.create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay,
-                                     num_classes=num_classes)
+            return weights.create_model(cfg.model, cfg.weights, num_classes)
         return timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes)
     except RuntimeError as e:
         if "Unknown model" in str(e):
