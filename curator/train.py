@@ -13,6 +13,7 @@ alone writes to the library and to disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -225,6 +226,16 @@ def _start_run(lib: Library, build_name: str, cfg: TrainConfig, *, name, warm_st
     return run, parent_ckpt
 
 
+def _discard(lib: Library, run_name: str) -> None:
+    """Remove a run that never started (its model could not be made) and its empty folder."""
+    with lib.session() as s:
+        run = s.scalar(select(Run).where(Run.name == run_name))
+        folder = run_folder(lib, run)
+        s.delete(run)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: str | None = None,
           warm_start: str | None = None, throwaway: bool = False, purpose: str = TRAIN_PURPOSE,
           on_epoch: Callable[[dict], None] | None = None,
@@ -258,7 +269,12 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
     with lib.session() as s:
         classes = json.loads(_build(s, splits).classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same starting head and weights
-    model = create_model(cfg, len(classes), parent)
+    try:
+        model = create_model(cfg, len(classes), parent)
+    except BaseException:
+        if dist.main:  # nothing was trained: no run left 'running' behind the error
+            _discard(lib, run_name)
+        raise
     return _fit(lib, run_name, cfg, model, classes, sets, splits, device, dist, start_epoch=1, state=None,
                 on_epoch=on_epoch, should_stop=should_stop)
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from conftest import CLI_TINY, TINY, error
+from conftest import CLI_TINY, TINY, as_json, error
 from curator import checkpoints, evaluation, predict, runs, splits, train
 from curator.library import open_library
 from curator.library.models import Prediction, RunEpoch
@@ -188,7 +188,9 @@ def test_cli_train_runs_review_evaluate_promote(trained_copy, tmp_path):
     (["--resume", "parent"], "Error: run parent already finished (3 epochs): train a new one, e.g. `curator train --splits min40 --warm-start parent`"),
 ])
 def test_train_errors_are_one_line(trained_copy, cli, args, message):
+    before = as_json(cli("runs", "--all", "--json", "--db", trained_copy))
     assert error(cli("train", "--db", trained_copy, *args)) == message
+    assert as_json(cli("runs", "--all", "--json", "--db", trained_copy)) == before  # no run left behind
 
 
 def test_local_weights_file_loads_offline_with_a_new_head(trained, tmp_path):
