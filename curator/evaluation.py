@@ -449,30 +449,31 @@ def review(lib, ref: str, *, max_confidence: float = 0.5, split: str | None = No
     """The build's problem images under run ``ref``: predicted wrongly, or right below ``max_confidence``.
 
     Uses the predictions stored when the run finished (``curator train`` scores its build);
-    wrong ones first, most confident mistakes first, then the least confident right ones.
+    wrong ones first, most confident mistakes first, then the unreadable, then the least
+    confident right ones (ties by image id). The database filters, orders and cuts to ``limit``.
     """
-    from sqlalchemy import select
+    from sqlalchemy import and_, case, func, select
 
     from curator.library.models import Image, LabelClass, Prediction, SplitMember
     from curator.runs import find_run
 
+    unreadable = and_(Prediction.error.is_not(None), Prediction.error != "")
+    wrong = Prediction.predicted.is_distinct_from(LabelClass.name)  # an unlabelled image too
+    problem = case((unreadable, "unreadable"), (wrong, "wrong"),
+                   (Prediction.confidence < max_confidence, "low confidence"))
+    confidence = func.coalesce(Prediction.confidence, 0.0)
     with lib.session() as s:
         run = find_run(s, ref)
         rows = s.execute(
             select(Image.id, SplitMember.split, LabelClass.name, Prediction.predicted, Prediction.confidence,
-                   Prediction.error, Image.path)
+                   problem, Image.path, Prediction.error)
             .join(SplitMember, (SplitMember.image_id == Image.id) & (SplitMember.build_id == run.build_id))
             .join(Prediction, (Prediction.image_id == Image.id) & (Prediction.run_id == run.id))
             .outerjoin(LabelClass, LabelClass.id == Image.class_id)
-            .where(*([SplitMember.split == split] if split else []))
+            .where(problem.is_not(None), *([SplitMember.split == split] if split else []))
+            .order_by(case((unreadable, 1), (wrong, 0), else_=2),
+                      case((unreadable, confidence), (wrong, -confidence), else_=confidence), Image.id)
+            .limit(limit or None)
         ).all()
-    out = []
-    for image_id, sp, label, predicted, conf, err, path in rows:
-        problem = ("unreadable" if err else "wrong" if predicted != label
-                   else "low confidence" if conf < max_confidence else None)
-        if problem:
-            out.append({"image_id": image_id, "split": sp, "label": label, "predicted": predicted,
-                        "confidence": conf, "problem": problem, "path": path, "error": err})
-    order = {"wrong": 0, "unreadable": 1, "low confidence": 2}
-    out.sort(key=lambda r: (order[r["problem"]], -(r["confidence"] or 0) if r["problem"] == "wrong" else (r["confidence"] or 0), r["image_id"]))
-    return out[:limit] if limit else out
+    keys = ("image_id", "split", "label", "predicted", "confidence", "problem", "path", "error")
+    return [dict(zip(keys, row)) for row in rows]

@@ -297,3 +297,102 @@ def test_restrict_errors(labels, keep, message):
     with pytest.raises(ValueError) as error:
         restrict(labels, PROBS, CLASSES, keep)
     assert str(error.value) == message
+
+
+# -- review: filtered, ordered and cut in the database -------------------------------------------
+
+
+def review_oracle(lib, ref, *, max_confidence=0.5, split=None, limit=None):
+    """``review`` as it was before it moved into SQL (every prediction of the build read into
+    Python, sorted there, then cut): kept here, unchanged, as the reference."""
+    from sqlalchemy import select
+
+    from curator.library.models import Image, LabelClass, Prediction, SplitMember
+    from curator.runs import find_run
+
+    with lib.session() as s:
+        run = find_run(s, ref)
+        rows = s.execute(
+            select(Image.id, SplitMember.split, LabelClass.name, Prediction.predicted, Prediction.confidence,
+                   Prediction.error, Image.path)
+            .join(SplitMember, (SplitMember.image_id == Image.id) & (SplitMember.build_id == run.build_id))
+            .join(Prediction, (Prediction.image_id == Image.id) & (Prediction.run_id == run.id))
+            .outerjoin(LabelClass, LabelClass.id == Image.class_id)
+            .where(*([SplitMember.split == split] if split else []))
+        ).all()
+    out = []
+    for image_id, sp, label, predicted, conf, err, path in rows:
+        problem = ("unreadable" if err else "wrong" if predicted != label
+                   else "low confidence" if conf < max_confidence else None)
+        if problem:
+            out.append({"image_id": image_id, "split": sp, "label": label, "predicted": predicted,
+                        "confidence": conf, "problem": problem, "path": path, "error": err})
+    order = {"wrong": 0, "unreadable": 1, "low confidence": 2}
+    out.sort(key=lambda r: (order[r["problem"]], -(r["confidence"] or 0) if r["problem"] == "wrong" else (r["confidence"] or 0), r["image_id"]))
+    return out[:limit] if limit else out
+
+
+# name -> (predicted, confidence, error) of run r; the build b gains pool and unknown images.
+REVIEWED = {
+    "k1.png": ("kangaroo", 0.5, None), "k2.png": ("wombat", 0.8, None),  # right at the cutoff; wrong
+    "k3.png": (None, None, "unreadable"), "k4.png": (None, None, None),  # no answer, no error: wrong
+    "k5.png": ("kangaroo", 0.8, None), "k6.png": ("antelope", 0.8, None),  # k6 ties k2
+    "a1.png": ("antelope", 0.3, None), "a2.png": ("antelope", 0.3, None),  # right, low, tied
+    "a3.png": ("wombat", 0.55, ""), "w1.png": ("wombat", 0.5, None),  # an empty error is none
+    "w2.png": ("kangaroo", 0.999, None), "p1.png": ("kangaroo", 0.95, None),  # p1: unlabelled, wrong
+    "p2.png": (None, 0.2, "missing file"), "p3.png": (None, None, "unreadable"),
+    "p4.png": ("antelope", 0.9, None), "u1.png": ("kangaroo", 0.3, None),  # p4: not in the build
+}
+SPLITS = {"k1.png": "val", "k2.png": "val", "a1.png": "val", "k3.png": "test", "w2.png": "test"}
+
+
+@pytest.fixture
+def reviewed(known):
+    from sqlalchemy import delete, select
+
+    from curator.library.models import Prediction, Run, SplitMember
+
+    by_name = known.by_name
+    with known.session() as s:
+        run = s.scalar(select(Run).where(Run.name == "r"))
+        other = Run(name="r2", build_id=run.build_id, model="test_resnet", status="done", folder="runs/r2",
+                    classes=run.classes)
+        s.add(other)
+        s.flush()
+        s.execute(delete(Prediction).where(Prediction.run_id == run.id))
+        for name, (predicted, conf, err) in REVIEWED.items():
+            for run_id, answer in ((run.id, predicted), (other.id, "wombat")):
+                s.add(Prediction(run_id=run_id, image_id=by_name[name], predicted=answer, confidence=conf,
+                                 error=err, top_k=json.dumps([[answer, conf]] if answer else [])))
+        for name in ("p1.png", "p2.png", "p3.png", "u1.png"):
+            s.add(SplitMember(build_id=run.build_id, image_id=by_name[name], split="train"))
+        name_of = {i: n for n, i in by_name.items()}
+        for member in s.scalars(select(SplitMember).where(SplitMember.build_id == run.build_id)):
+            member.split = SPLITS.get(name_of[member.image_id], member.split)
+    return known
+
+
+@pytest.mark.parametrize("options", [
+    dict(), dict(max_confidence=0.6), dict(max_confidence=0.0), dict(max_confidence=1.0),
+    dict(max_confidence=0.31), dict(split="val"), dict(split="test"), dict(split="train", max_confidence=0.9),
+    dict(split=""), dict(split="benchmark"), dict(limit=1), dict(limit=3), dict(limit=7, max_confidence=0.6),
+    dict(limit=100), dict(limit=0), dict(split="val", limit=2, max_confidence=0.9),
+])  # fmt: skip
+def test_review_gives_the_rows_and_order_of_the_python_algorithm(reviewed, options):
+    from curator.evaluation import review
+
+    for ref in ("r", "r2"):
+        assert review(reviewed, ref, **options) == review_oracle(reviewed, ref, **options)
+
+
+def test_review_orders_wrong_then_unreadable_then_low_confidence(reviewed):
+    from curator.evaluation import review
+
+    got = [(r["image_id"], r["problem"]) for r in review(reviewed, "r", max_confidence=0.6)]
+    name = {i: n for n, i in reviewed.by_name.items()}
+    assert [(name[i], problem) for i, problem in got] == [
+        ("w2.png", "wrong"), ("p1.png", "wrong"), ("k2.png", "wrong"), ("k6.png", "wrong"), ("a3.png", "wrong"),
+        ("u1.png", "wrong"), ("k4.png", "wrong"), ("k3.png", "unreadable"), ("p3.png", "unreadable"),
+        ("p2.png", "unreadable"), ("a1.png", "low confidence"), ("a2.png", "low confidence"),
+        ("k1.png", "low confidence"), ("w1.png", "low confidence"),
+    ]
