@@ -1,32 +1,26 @@
 """Suspect labels: labelled images whose label is probably wrong, by confident learning.
 
-``find_label_issues`` is confident learning (Northcutt, Jiang and Chuang, JAIR 2021) over
-out-of-sample probabilities, written here from the paper (cleanlab, its reference code, is
-AGPL: a peer to benchmark against, not a dependency):
-
-1. Per class j, a threshold ``t[j]``: the mean probability of j over images labelled j.
-2. The confident joint ``C[i][j]``: images labelled i whose most likely class among those at or
-   above their threshold is j.
-3. Calibrated so row i sums to the number of images labelled i, normalised to a joint
-   ``Q``; for each pair i != j, the ``round(Q[i][j] * N)`` images labelled i with the largest
-   margin ``p[j] - p[i]`` are taken to really be j ("prune by noise rate"), except images whose
-   most likely class is their label (the model agrees with it).
-
-``suspects`` gets the out-of-sample probabilities with k-fold throw-away runs: the images of a
-run's build are split into ``folds`` parts; each part is predicted by a model trained on the
-others, with the run's own options.
+The method is ``curator.confident_learning``'s (confident learning, prune by noise rate, in
+passes over blocks of rows). ``suspects`` gets the out-of-sample probabilities with k-fold
+throw-away runs: the images of a run's build are split into ``folds`` parts; each part is
+predicted by a model trained on the others, with the run's own options. The probabilities go
+to a temporary file beside the run as each slice of a fold is predicted, so memory stays
+bounded whatever the build's size (``rank_and_store``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import replace
 
 import numpy as np
 
+from curator.confident_learning import ProbabilityFile, in_memory, label_issues, ranked
 from curator.errors import InvalidInput
 
 SAVED = "suspects.json"  # the last result, in the run's folder
+SLICE = 16384  # images predicted at a time: their (SLICE, K) float32 probabilities in memory
 
 
 def find_label_issues(labels, probs) -> np.ndarray:
@@ -39,31 +33,8 @@ def find_label_issues(labels, probs) -> np.ndarray:
     Returns:
         (N,) bool: True where the label is probably wrong.
     """
-    labels, probs = np.asarray(labels, dtype=int), np.asarray(probs, dtype=float)
-    n, k = probs.shape
-    if len(labels) != n:
-        raise InvalidInput(f"{len(labels)} labels but {n} rows of probabilities")
-    counts = np.bincount(labels, minlength=k)
-    thresholds = np.array([probs[labels == j, j].mean() if counts[j] else 1.0 for j in range(k)])
-    above = probs >= thresholds - 1e-6
-    confident = np.where(above.any(1), np.where(above, probs, -1).argmax(1), -1)  # the likeliest confident class
-    joint = np.zeros((k, k))
-    np.add.at(joint, (labels[confident >= 0], confident[confident >= 0]), 1)
-    rows = joint.sum(1, keepdims=True)
-    calibrated = np.divide(joint, rows, out=np.zeros_like(joint), where=rows > 0) * counts[:, None]
-    q = calibrated / max(calibrated.sum(), 1e-12)
-    prune = np.rint(q * n).astype(int)
-    issues = np.zeros(n, dtype=bool)
-    for i in range(k):
-        members = np.flatnonzero(labels == i)
-        for j in range(k):
-            if j != i and prune[i, j] > 0:  # each (i, j) picks its own top margins; picks may overlap
-                margin = probs[members, j] - probs[members, i]
-                issues[members[np.argsort(-margin, kind="stable")[:prune[i, j]]]] = True
-        if len(members) and issues[members].all():  # never call every image of a class wrong
-            issues[members[probs[members, i].argmax()]] = False
-    issues[probs.argmax(1) == labels] = False  # the model itself agrees with the label
-    return issues
+    labels, read = in_memory(labels, probs)
+    return label_issues(labels, read, np.shape(probs)[1])["issues"]
 
 
 def rank(labels, probs, issues) -> list[dict]:
@@ -73,11 +44,12 @@ def rank(labels, probs, issues) -> list[dict]:
     most likely other class.
     """
     labels, probs = np.asarray(labels, dtype=int), np.asarray(probs, dtype=float)
-    others = probs.copy()
-    others[np.arange(len(labels)), labels] = -1
-    out = [{"index": int(i), "suspected": int(others[i].argmax()), "score": float(probs[i, labels[i]])}
-           for i in np.flatnonzero(issues)]
-    return sorted(out, key=lambda r: (r["score"], r["index"]))
+    flagged = np.flatnonzero(issues)
+    others = probs[flagged]
+    others[np.arange(len(flagged)), labels[flagged]] = -1
+    suspected, score = np.zeros(len(labels), dtype=int), probs[np.arange(len(labels)), labels]
+    suspected[flagged] = others.argmax(1)
+    return ranked(issues, suspected, score)
 
 
 # -- in the library ----------------------------------------------------------------------------
@@ -115,50 +87,94 @@ def suspects(lib, ref: str = "latest", *, folds: int = 5, epochs: int | None = N
     Returns:
         ``{"run", "folds", "images", "suspects": [{image_id, path, label, suspected, score}, ...]}``.
     """
-    from sqlalchemy import select
-
-    from curator import predict, train
-    from curator.library.models import ACTIVE, LABELLED, Image, LabelClass, SplitMember
-    from curator.runs import find_run, run_folder
+    from curator import train
 
     if folds < 2:
         raise InvalidInput(f"--folds {folds}: confident learning needs out-of-sample predictions from at least 2 folds")
+    run, rows = labelled_rows(lib, ref)
+    if len(rows) < folds:
+        raise InvalidInput(f"run {run.name}'s build has {len(rows)} labelled images, fewer than --folds {folds}")
+    # The fold models start from scratch (or the run's --weights), never from the run itself:
+    # it has seen every held-out label.
+    cfg = replace(train.TrainConfig.from_json(run.params), lr=None, head_epochs=None, seed=seed)
+    cfg.epochs = epochs or cfg.epochs
+    parts = fold_parts(rows, folds, seed)
+    return rank_and_store(lib, run, rows, _fold_probabilities(lib, run, parts, cfg, on_fold), folds=folds)
+
+
+def labelled_rows(lib, ref: str) -> tuple:
+    """Run ``ref`` (detached) and its build's active labelled train and val images of its
+    classes, by id: ``(image id, sha256, path, class name)`` each."""
+    from sqlalchemy import select
+
+    from curator.library.models import ACTIVE, LABELLED, Image, LabelClass, SplitMember
+    from curator.runs import find_run
+
     with lib.session() as s:
         run = find_run(s, ref)
         s.expunge(run)
-        classes = json.loads(run.classes)
+        known = set(json.loads(run.classes))
         rows = s.execute(
             select(Image.id, Image.sha256, Image.path, LabelClass.name)
             .join(SplitMember, (SplitMember.image_id == Image.id) & (SplitMember.build_id == run.build_id))
             .join(LabelClass, LabelClass.id == Image.class_id)
             .where(SplitMember.split.in_(("train", "val")), Image.status == ACTIVE, Image.label_state == LABELLED)
             .order_by(Image.id)).all()
+    return run, [tuple(r) for r in rows if r[3] in known]  # tuples: a third of the memory of rows
+
+
+def fold_parts(rows, folds: int, seed: int) -> list[list[int]]:
+    """The image ids of each fold, by id; an image's fold follows from its sha256 and ``seed``."""
+    parts = [[] for _ in range(folds)]
+    for r in rows:
+        parts[_fold_of(r[1], folds, seed)].append(r[0])
+    return parts
+
+
+def rank_and_store(lib, run, rows, predictions: Iterable[tuple[list[int], np.ndarray]], *, folds: int) -> dict:
+    """Gather out-of-sample probabilities, rank by confident learning, keep the result beside the run.
+
+    Args:
+        run: the run (its classes are the columns).
+        rows: ``labelled_rows``' images.
+        predictions: ``(image ids, (len(ids), K) probabilities)`` as they come, any order and
+            size; images that never come (unreadable) are left out.
+
+    Returns:
+        ``suspects``' result.
+    """
+    from curator.runs import run_folder
+
+    classes = json.loads(run.classes)
     index = {c: i for i, c in enumerate(classes)}
-    rows = [r for r in rows if r[3] in index]
-    if len(rows) < folds:
-        raise InvalidInput(f"run {run.name}'s build has {len(rows)} labelled images, fewer than --folds {folds}")
-    fold = {r[0]: _fold_of(r[1], folds, seed) for r in rows}
-    # The fold models start from scratch (or the run's --weights), never from the run itself:
-    # it has seen every held-out label.
-    cfg = replace(train.TrainConfig.from_json(run.params), lr=None, head_epochs=None, seed=seed)
-    cfg.epochs = epochs or cfg.epochs
-    probs_by_id: dict[int, np.ndarray] = {}
-    for f in range(folds):
-        name = f"suspects-{run.name}-fold{f + 1}"
-        _train_fold(lib, run, name, [i for i, g in fold.items() if g != f], cfg)
-        ids, p, _ = predict.probabilities(lib, name, [i for i, g in fold.items() if g == f])
-        probs_by_id.update(zip(ids, p))
-        if on_fold:
-            on_fold(f + 1, folds)
-    kept = [r for r in rows if r[0] in probs_by_id]
-    labels = np.array([index[r[3]] for r in kept])
-    probs = np.stack([probs_by_id[r[0]] for r in kept])
-    found = rank(labels, probs, find_label_issues(labels, probs))
+    ids = np.array([r[0] for r in rows])  # by id: an image's position is found by bisection
+    folder = run_folder(lib, run)
+    folder.mkdir(parents=True, exist_ok=True)
+    with ProbabilityFile([index[r[3]] for r in rows], len(classes), folder=folder) as store:
+        for images, probs in predictions:
+            store.write(np.searchsorted(ids, images), probs)
+        gathered = store.kept()
+        kept = gathered.pop("kept")
+        found = [(rows[kept[x["index"]]], x) for x in ranked(**label_issues(**gathered))]
     result = {"run": run.name, "folds": folds, "images": len(kept), "suspects": [
-        {"image_id": kept[x["index"]][0], "path": kept[x["index"]][2], "label": kept[x["index"]][3],
-         "suspected": classes[x["suspected"]], "score": round(x["score"], 4)} for x in found]}
-    _save(run_folder(lib, run) / SAVED, result)
+        {"image_id": row[0], "path": row[2], "label": row[3], "suspected": classes[x["suspected"]],
+         "score": round(x["score"], 4)} for row, x in found]}
+    _save(folder / SAVED, result)
     return result
+
+
+def _fold_probabilities(lib, run, parts: list[list[int]], cfg, on_fold):
+    """Each fold's held-out images' probabilities, ``SLICE`` images at a time, training the fold first."""
+    from curator import predict
+
+    for f, held in enumerate(parts):
+        name = f"suspects-{run.name}-fold{f + 1}"
+        _train_fold(lib, run, name, sorted(i for g, part in enumerate(parts) if g != f for i in part), cfg)
+        for start in range(0, len(held), SLICE):
+            ids, probs, _ = predict.probabilities(lib, name, held[start:start + SLICE])
+            yield ids, probs
+        if on_fold:
+            on_fold(f + 1, len(parts))
 
 
 def _save(path, result: dict) -> None:
