@@ -38,7 +38,10 @@ Then it times, on each backend:
               included: the database side is the "already predicted" check and the insert),
               two ``curator import`` at once of overlapping folders (``--import-images`` PNGs
               each, half shared; PASS when both finish and every image is there once with all
-              its locations), and ``browse --working-set --no-launch`` (SKIP where that mode is missing)
+              its locations), and ``browse --working-set --no-launch`` (SKIP where that mode is missing);
+              review r1 (--limit 1000, and every problem of its ~26% build) and the database and
+              ranking side of suspects on a build of every labelled image (~30% of N) x 1,000
+              classes, fold probabilities fabricated (benchmarks/suspects.py --fabricate)
 
 and prints one table: command, backend, in-process ms, wall s, peak MiB, targets, verdict.
 Targets (issue 20): read query <= 100 ms, read command <= 1.0 s wall, start-up <= 0.5 s,
@@ -90,7 +93,7 @@ MiB = 1024 * 1024
 # --- timing
 
 
-def cli(args: list[str], url: str, env: dict, timeout: float) -> dict:
+def cli(args: list[str], url: str, env: dict, timeout: float, program: list[str] | None = None) -> dict:
     """``curator ARGS --db URL`` in a subprocess: wall seconds, exit code and peak RSS.
 
     The peak is /usr/bin/time's (%M) of the command alone: a child's own ru_maxrss would start
@@ -99,7 +102,8 @@ def cli(args: list[str], url: str, env: dict, timeout: float) -> dict:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as rss:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, CURATOR, *args, *(["--db", url] if url else [])],
+        proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, *(program or [CURATOR]), *args,
+                                 *(["--db", url] if url else [])],
                                 stdout=out, stderr=err, env=env, start_new_session=True)
         try:
             proc.wait(timeout)
@@ -304,6 +308,11 @@ def time_writes(backend: str, url: str, folder: Path, base: str | None, env: dic
         (f"import x2 at once, {args.import_images} PNGs each, half shared", "write",
          lambda: concurrent_imports(url, env, args.import_images, args.timeout)),
         ("browse --working-set --no-launch", "browse", lambda: browse(url, env, args.timeout)),
+        ("review r1 --limit 1000 --json", "write",
+         lambda: cli(["review", "r1", "--limit", "1000", "--json"], url, env, args.timeout)),
+        ("review r1 --json (every problem)", "write", lambda: cli(["review", "r1", "--json"], url, env, args.timeout)),
+        ("suspects on every labelled image x 1000 classes, folds made up", "write",
+         lambda: suspects_fabricated(url, env, args)),
     ]
     rows = []
     for name, kind, step in steps:
@@ -319,6 +328,14 @@ def time_writes(backend: str, url: str, folder: Path, base: str | None, env: dic
         print(f"  {name}: {_fmt(row) or row.get('skip', '')}", flush=True)
     drop_scratch(backend, home if backend == "sqlite" else folder, base)
     return rows
+
+
+def suspects_fabricated(url: str, env: dict, args) -> dict:
+    """suspects' gathering, ranking and storing, fold probabilities made up (no training)."""
+    script = [sys.executable, str(HERE / "suspects.py")]
+    subprocess.run([*script, "--prepare", "--images", str(args.images * 3 // 10), "--db", url], env=env, check=True,
+                   capture_output=True)  # the build and run, untimed
+    return cli(["--fabricate"], url, env, args.timeout, program=script)
 
 
 def predicted_new(url: str, result: dict, first: int, n_new: int) -> dict:
@@ -459,7 +476,7 @@ def main() -> None:
     parser.add_argument("--import-images", type=int, default=2000, help="PNGs in each concurrent import")
     parser.add_argument("--skip", nargs="+", default=[], metavar="COMMAND",
                         help="write paths to leave out, by first word: relabel find build-splits dedup"
-                             " bulk-identify import browse")
+                             " bulk-identify import browse review suspects")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a command is killed (FAIL)")
     parser.add_argument("--json", type=Path)

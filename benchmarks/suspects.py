@@ -15,9 +15,20 @@ Probabilities come from two sources:
 cleanlab is AGPL-3.0: it is installed for this benchmark only (``.venv/bin/pip install
 cleanlab``), never imported by curator.
 
+``--fabricate`` times instead the database and ranking side of ``curator suspects`` at scale,
+without training, on the library ``--db`` names (use a copy: it adds a build and a run):
+``--prepare`` first makes build and run ``suspects-bench`` of up to ``--images`` active labelled
+images (all train) and ``--classes`` columns (the images' classes, then spare names); then
+``--fabricate`` feeds made-up fold probabilities (rows leaning to the label, 10% to another
+class) for each fold's images, a slice at a time, through ``suspects.rank_and_store``: the
+gathering, ranking and storing code path of the command. It prints the seconds of each part
+as JSON; benchmarks/scale.py runs it under GNU time for the peak RSS.
+
 Usage:
     .venv/bin/python benchmarks/suspects.py
     .venv/bin/python benchmarks/suspects.py --no-sample-data --json benchmarks/out/suspects.json
+    .venv/bin/python benchmarks/suspects.py --prepare --images 300000 --classes 1000 --db URL
+    /usr/bin/time -f %M .venv/bin/python benchmarks/suspects.py --fabricate --db URL
 """
 
 from __future__ import annotations
@@ -122,11 +133,103 @@ def sample_data_probs(folds: int = 5):
     return given, np.concatenate(probs), flipped
 
 
+BENCH = "suspects-bench"  # the build and run --prepare makes
+
+
+def prepare(url: str, images: int, n_classes: int) -> int:
+    """Build and run ``suspects-bench`` (once): up to ``images`` active labelled images, all
+    train, and ``n_classes`` columns. Returns the number of images."""
+    from sqlalchemy import func, insert, select
+
+    from curator.library import init_library, open_library
+    from curator.library.models import (ACTIVE, LABELLED, SUSPECTS_PURPOSE, Image, LabelClass, Run, SplitBuild,
+                                        SplitMember)
+
+    init_library(url)  # a library of an older schema is upgraded first
+    lib = open_library(url)
+    with lib.session() as s:
+        build = s.scalar(select(SplitBuild).where(SplitBuild.name == BENCH))
+        if build is None:
+            labelled = (Image.status == ACTIVE) & (Image.label_state == LABELLED)
+            ids = s.scalars(select(Image.id).where(labelled).order_by(Image.id).limit(images)).all()
+            names = sorted(s.scalars(select(LabelClass.name).distinct().join(Image, Image.class_id == LabelClass.id)
+                                     .where(labelled, Image.id <= ids[-1])))
+            classes = json.dumps(names + [f"spare{j:04d}" for j in range(n_classes - len(names))])
+            build = SplitBuild(name=BENCH, classes=classes, params="{}", report="{}")
+            s.add(build)
+            s.flush()
+            for start in range(0, len(ids), 50_000):
+                s.execute(insert(SplitMember), [{"build_id": build.id, "image_id": i, "split": "train"}
+                                                for i in ids[start:start + 50_000]])
+            s.add(Run(name=BENCH, build_id=build.id, model="test_resnet", status="done", classes=classes,
+                      folder=f"runs/{BENCH}", purpose=SUSPECTS_PURPOSE))
+        n = s.scalar(select(func.count()).select_from(SplitMember).where(SplitMember.build_id == build.id))
+    lib.close()
+    return n
+
+
+def fabricated(rows, k: int, folds: int, seed: int = 0):
+    """Each fold's images' made-up probabilities, ``suspects.SLICE`` at a time, as a fold run
+    would give them; the seconds spent making them in ``fabricated.seconds``."""
+    import time
+
+    from curator import suspects
+
+    rng = np.random.default_rng(seed)
+    names = sorted({r[3] for r in rows})
+    index = {c: i for i, c in enumerate(names)}  # the first columns are the images' classes
+    ids, labels = np.array([r[0] for r in rows]), np.array([index[r[3]] for r in rows])
+    fabricated.seconds = 0.0
+    for held in suspects.fold_parts(rows, folds, seed):
+        for start in range(0, len(held), suspects.SLICE):
+            t0 = time.perf_counter()
+            lean = labels[np.searchsorted(ids, held[start:start + suspects.SLICE])]
+            flipped = rng.random(len(lean)) < 0.1
+            lean[flipped] = rng.integers(0, len(names), flipped.sum())
+            logits = rng.standard_normal((len(lean), k), dtype=np.float32)
+            logits[np.arange(len(lean)), lean] += 4.0
+            logits -= logits.max(1, keepdims=True)
+            probs = np.exp(logits, out=logits)
+            probs /= probs.sum(1, keepdims=True)
+            fabricated.seconds += time.perf_counter() - t0
+            yield held[start:start + suspects.SLICE], probs
+
+
+def fabricate(url: str, folds: int) -> dict:
+    """``suspects.rank_and_store`` on run ``suspects-bench`` with fabricated fold probabilities."""
+    import time
+
+    from curator import suspects
+    from curator.library import open_library
+
+    lib = open_library(url)
+    t0 = time.perf_counter()
+    run, rows = suspects.labelled_rows(lib, BENCH)
+    t1 = time.perf_counter()
+    k = len(json.loads(run.classes))
+    result = suspects.rank_and_store(lib, run, rows, fabricated(rows, k, folds), folds=folds)
+    t2 = time.perf_counter()
+    lib.close()
+    return {"images": result["images"], "classes": k, "suspects": len(result["suspects"]),
+            "rows_s": round(t1 - t0, 2), "fabricating_s": round(fabricated.seconds, 2),
+            "gather_rank_store_s": round(t2 - t1 - fabricated.seconds, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-sample-data", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--db", help="the library of --prepare and --fabricate (a copy)")
+    parser.add_argument("--prepare", action="store_true", help="make build and run suspects-bench in --db")
+    parser.add_argument("--fabricate", action="store_true", help="time rank_and_store on suspects-bench")
+    parser.add_argument("--images", type=int, default=300_000)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
+    if args.prepare or args.fabricate:
+        out = {"images": prepare(args.db, args.images, args.classes)} if args.prepare else {}
+        print(json.dumps({**out, **(fabricate(args.db, args.folds) if args.fabricate else {})}), flush=True)
+        return
     results = []
     print("synthetic probabilities, 10% of labels flipped:")
     for n, k, margin in ((1000, 10, 3.0), (1000, 10, 2.0), (10000, 100, 4.0), (5000, 20, 2.5)):
