@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 from curator import tallies
 from curator.library.models import (
     ACTIVE,
+    LABELLED,
     UNKNOWN,
     UNLABELLED,
     Image,
@@ -61,7 +62,8 @@ def _conditions(q, run) -> list:
         "synthetic": lambda v: Image.synthetic.is_(v),
         "subclass": lambda v: Image.subclass_id.in_(select(Subclass.id).where(Subclass.name == v)),
         "label": lambda v: (Image.label_state == v) if v in (UNLABELLED, UNKNOWN)
-        else Image.class_id.in_(select(LabelClass.id).where(LabelClass.name == v)),
+        # the label state too (implied by a class): the index on (label_state, class_id) applies
+        else (Image.label_state == LABELLED) & Image.class_id.in_(select(LabelClass.id).where(LabelClass.name == v)),
         "tag": lambda v: Image.id.in_(select(ImageTag.image_id).where(ImageTag.tag == v)),
     }
     found = [cond(getattr(q, name)) for name, cond in by_name.items() if getattr(q, name) is not None]
@@ -139,16 +141,25 @@ class _Collated:
         return column.collate("C") if name == "predicted" and self._dialect == "postgresql" else column
 
 
-def page(q, run, dialect: str, *, offset: int, limit: int | None, only: list[str] | None = None):
+def page(q, run, dialect: str, *, offset: int, limit: int | None, only: list[str] | None = None,
+         match_first: bool = False):
     """The rows shown: ``matches`` in the question's order, from ``offset``, at most ``limit``
     (of the classes ``only`` when given), then what a row displays (path, label, top-k, split).
 
     The page is cut first, in a subquery, so the display columns are joined for its rows only.
+    ``match_first`` (SQLite, for questions with few matches, such as the unknown images):
+    gather the matches before sorting them, as ``per_class`` does, so SQLite starts from the
+    images of the label state asked about instead of walking the spanned classes' predictions
+    (0.1 s instead of 2.7 s for 20,000 of a million-image library's 29,000 unknown images).
     """
     stmt, columns = matches(q, run)
+    if match_first:
+        found = stmt.cte("found").prefix_with("MATERIALIZED")
+        stmt, columns = select(found), {name: found.c[name] for name in columns}
     if only is not None:
-        stmt = stmt.where(Prediction.predicted.in_(only))
-    labels = {name: literal_column(name) if name in _CLASS_COLUMNS else c for name, c in columns.items()}
+        stmt = stmt.where(columns["predicted"].in_(only))
+    labels = {name: literal_column(name) if name in _CLASS_COLUMNS and not match_first else c
+              for name, c in columns.items()}
     shown = stmt.order_by(*_order_by(q, labels, dialect)).offset(offset or None).limit(limit).subquery("shown")
     member = aliased(SplitMember)
     return (

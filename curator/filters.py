@@ -147,7 +147,9 @@ def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
                      "found": c["found"]} for c in counts}
     if size == 0 or total <= q.offset:
         return total, [], classes
-    stmt = filter_sql.page(q, run, s.get_bind().dialect.name, offset=offset, limit=size, only=only)
+    dialect = s.get_bind().dialect.name
+    stmt = filter_sql.page(q, run, dialect, offset=offset, limit=size, only=only,
+                           match_first=dialect == "sqlite" and order in filter_sql.CLASS_FIRST and total <= MATCH_FIRST)
     return total, [_show(r) for r in s.execute(stmt)], classes
 
 
@@ -261,6 +263,8 @@ def class_coverage(lib: Library, run: str | None = None, *, min_count: int = 40,
     rows = sorted(out.values(), key=lambda r: (r["reachable"], -r["needs"], r["class"]))
     return {"run": run_name, "notes": notes, "classes": rows}
 
+
+MATCH_FIRST = 100_000  # matches SQLite gathers before sorting (filter_sql.page's match_first)
 
 ACTIONS = ("accept", "label", "unknown", "reject", "tag")
 ACT_CHUNK = 500  # images per transaction: memory and lock time stay bounded however many are acted on
