@@ -17,8 +17,6 @@ from curator.errors import InvalidInput
 if TYPE_CHECKING:  # rich loads when a command first prints: `curator --help` prints through Typer
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
-
     from curator.library import Library
 
 DbOption = Annotated[
@@ -65,13 +63,43 @@ def print_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def table(*columns: str, title: str | None = None) -> Table:
-    from rich.table import Table
+def table(*columns: str, title: str | None = None) -> Rows:
+    """A table to ``add_row`` to and print: rich's, or plain aligned columns past ``PLAIN_ROWS``."""
+    return Rows(columns, title)
 
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for c in columns:
-        t.add_column(c, justify="right" if c in _NUMERIC else "left")
-    return t
+
+PLAIN_ROWS = 200  # rich measures every cell: 0.56 s for coverage's 1,000 classes, 0.01 s plain
+
+
+class Rows:
+    """Table rows, printed by rich as its table, or as plain aligned text when there are many."""
+
+    def __init__(self, columns: tuple[str, ...], title: str | None) -> None:
+        self.columns, self.title, self.rows = columns, title, []
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def __rich_console__(self, console, options):
+        from rich.table import Table
+        from rich.text import Text
+
+        if len(self.rows) <= PLAIN_ROWS:
+            t = Table(title=self.title, title_justify="left", show_edge=False, pad_edge=False)
+            for c in self.columns:
+                t.add_column(c, justify="right" if c in _NUMERIC else "left")
+            for row in self.rows:
+                t.add_row(*row)
+            yield t
+            return
+        widths = [max(len(str(cells[i])) for cells in (self.columns, *self.rows)) for i in range(len(self.columns))]
+        align = [str.rjust if c in _NUMERIC else str.ljust for c in self.columns]
+
+        def line(cells) -> str:
+            return "  ".join(a(str(c), w) for a, c, w in zip(align, cells, widths)).rstrip()
+
+        lines = ([self.title] if self.title else []) + [line(self.columns), line("-" * w for w in widths)]
+        yield Text("\n".join(lines + [line(row) for row in self.rows]), no_wrap=True, overflow="ignore")
 
 
 _NUMERIC = {"Labelled", "Real", "Staged", "Synthetic", "Benchmark", "Rejected", "Images", "Id", "Confidence",
