@@ -245,7 +245,6 @@ def state_counts(session: Session) -> dict[str, int]:
     from curator import tallies
 
     counts = dict.fromkeys((LABELLED, UNKNOWN, UNLABELLED), 0)
-    for state, _, _, status, *_, n, _ in tallies.image_groups(session):
-        if status == ACTIVE:
-            counts[state] += int(n)
+    for state, *_, n, _ in tallies.image_groups(session, ImageTally.status == ACTIVE):
+        counts[state] += int(n)
     return counts

@@ -128,12 +128,13 @@ def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
     """
     size = _window(q)
     order = filter_sql.order_name(q)
+    dialect = s.get_bind().dialect.name
     counts, offset, only = [], q.offset, None
     if _tallied_states(q) is not None:
         counts = _tallied_counts(s, q, run)
         total = sum(c["found"] for c in counts)
     elif order in filter_sql.CLASS_FIRST or q.low_count or q.synthetic_dependent:
-        per_class = filter_sql.per_class(q, run, s.get_bind().dialect.name)
+        per_class = filter_sql.per_class(q, run, dialect)
         counts = [{"class": name, "found": found, "labelled": labelled, "needs": needs, "staged_share": share}
                   for name, found, labelled, needs, share in s.execute(per_class)]
         total = sum(c["found"] for c in counts)
@@ -147,7 +148,6 @@ def _answer(s, q: Query, run) -> tuple[int, list[dict], dict]:
                      "found": c["found"]} for c in counts}
     if size == 0 or total <= q.offset:
         return total, [], classes
-    dialect = s.get_bind().dialect.name
     stmt = filter_sql.page(q, run, dialect, offset=offset, limit=size, only=only,
                            match_first=dialect == "sqlite" and order in filter_sql.CLASS_FIRST and total <= MATCH_FIRST)
     return total, [_show(r) for r in s.execute(stmt)], classes
