@@ -179,7 +179,7 @@ def _not_predicted(s, run_id: int, ids: Sequence[int]) -> list[int]:
     return left
 
 
-def _pool(pool: str) -> list:
+def pool_where(pool: str) -> list:
     """The conditions on ``Image`` that pick a pool's images."""
     from curator.library.models import ACTIVE, LABELLED, REJECTED, UNKNOWN, UNLABELLED
 
@@ -197,7 +197,7 @@ def _pool(pool: str) -> list:
 
 def pool_ids(lib: Library, pool: str = "unlabelled") -> list[int]:
     """Ids of the images in a pool: unlabelled, unknown, rejected, labelled (active) or all."""
-    where = _pool(pool)
+    where = pool_where(pool)
     with lib.session() as s:
         return list(s.scalars(select(Image.id).where(*where).order_by(Image.id)))
 
@@ -212,7 +212,7 @@ def bulk_identify(lib: Library, run: str = "latest", pool: str = "unlabelled", *
     Raises:
         CuratorError: another process of the job stopped before the end (run it again).
     """
-    where = _pool(pool)
+    where = pool_where(pool)
 
     def todo(s, run_id: int) -> tuple[int, list[int]]:
         asked = s.scalar(select(func.count()).select_from(Image).where(*where))

@@ -171,7 +171,7 @@ def create_model(cfg: TrainConfig, num_classes: int, parent: dict | None = None)
         return model
     try:
         if cfg.weights:
-            return weights.create_model(cfg.model, cfg.weights, num_classes)
+            return weights.create_model(cfg.model, weights.resolve(cfg.weights, cfg.model), num_classes)
         return timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes)
     except RuntimeError as e:
         if "Unknown model" in str(e):

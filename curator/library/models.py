@@ -532,3 +532,42 @@ class RowTally(Base):
     settled: Mapped[bool] = mapped_column(server_default=false(), default=False)
 
     __table_args__ = (Index("ix_row_tallies_unsettled", "id", **_UNSETTLED),)
+
+
+# --- Embeddings (migration 0009): a vector per image and embedder, read by curator.embeddings.
+
+EMBEDDER_KINDS = ("run", "model")
+
+
+class Embedder(Base):
+    """Where embeddings come from: a run's model (its predictions carry them) or a timm backbone
+    with pretrained or local weights (``curator embed``), stored in ``embeddings``."""
+
+    __tablename__ = "embedders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
+    model: Mapped[str] = mapped_column(String(200))  # timm name
+    weights: Mapped[str | None] = mapped_column(Text)  # a file, "pretrained" (timm's hub) or None (a run's)
+    dim: Mapped[int | None] = mapped_column(Integer)
+    input_size: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (CheckConstraint("kind IN ('run', 'model')", name="kind"),)
+
+
+class Embedding(Base):
+    """One image's L2-normalised float16 vector under one embedder; ``id`` orders the writes
+    (an index beside the library adds what came after the last id it holds)."""
+
+    __tablename__ = "embeddings"
+
+    id: Mapped[int] = mapped_column(_TALLY_ID, primary_key=True)
+    embedder_id: Mapped[int] = mapped_column(ForeignKey("embedders.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    vector: Mapped[builtins.bytes | None] = mapped_column(LargeBinary)  # None: unreadable, see error
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("embedder_id", "image_id", name="uq_embeddings_embedder_image"),)
