@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
-from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_THRESHOLD
+from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_MIN_SIMILARITY, DEFAULT_THRESHOLD
 
 
 def register(app: typer.Typer) -> None:
@@ -19,30 +19,43 @@ def dedup(
     threshold: Annotated[int, typer.Option(help="Largest pHash distance (bits) that is a duplicate.")] = DEFAULT_THRESHOLD,
     color_threshold: Annotated[float, typer.Option(help="Largest colour difference (0-1, share of pixels in other colour bins) that is a duplicate.")] = DEFAULT_COLOR_THRESHOLD,
     full: Annotated[bool, typer.Option("--full", help="Compare every image again, not only the new ones.")] = False,
+    embeddings: Annotated[Optional[str], typer.Option(
+        "--embeddings", help="Also pair images whose vectors under this embedder (see `curator embedders`; a run's"
+                             " name for its model's) are at least --min-similarity alike: crops, colour variants.")] = None,
+    min_similarity: Annotated[float, typer.Option(help="With --embeddings: the cosine similarity (0-1] at and above"
+                                                       " which two images are duplicates.")] = DEFAULT_MIN_SIMILARITY,
     db: DbOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Group duplicate images: same pixels, or near in perceptual hash and colour.
+    """Group duplicate images: same pixels, near in perceptual hash and colour, or (with
+    --embeddings) near in an embedder's vectors; all pairs join one set of groups.
 
-    Incremental: only images added since the last run are compared (against all of them).
+    Incremental: only images added (or embedded) since the last run are compared (against all
+    of them).
 
     Example: curator dedup --threshold 8
+
+    Example: curator dedup --embeddings tf_efficientnet_lite0 --min-similarity 0.9
     """
     from curator import dedup as dedup_lib
 
-    summary = dedup_lib.find_duplicates(open_lib(db), threshold=threshold,
-                                        color_threshold=color_threshold, full=full)
+    summary = dedup_lib.find_duplicates(open_lib(db), threshold=threshold, color_threshold=color_threshold,
+                                        full=full, embeddings=embeddings, min_similarity=min_similarity)
     if json_:
         return print_json(summary.to_dict())
     what = "all" if summary.full else "new"
     console.print(
         f"Compared {summary.compared} {what} of {summary.images} images in {summary.seconds:.1f} s:"
         f" {summary.new_pairs} duplicate pairs stored ({summary.candidate_pairs - summary.new_pairs}"
-        f" near in pHash but not in colour), {summary.groups} groups holding"
+        f" near in pHash but not in colour{_by_embedding(summary)}), {summary.groups} groups holding"
         f" {summary.images_in_groups} images, {summary.conflicts} with conflicting labels."
     )
     if summary.conflicts:
         console.print("See them with `curator duplicates --conflicts`.")
+
+
+def _by_embedding(summary) -> str:
+    return f"; {summary.embedding_pairs} near in embedding" if summary.embedding_pairs else ""
 
 
 def duplicates(

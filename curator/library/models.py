@@ -260,9 +260,10 @@ class DuplicatePair(Base):
     image_b: Mapped[int] = mapped_column(
         ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    kind: Mapped[str] = mapped_column(String(20))  # pixels, phash
+    kind: Mapped[str] = mapped_column(String(20))  # pixels, phash, embedding
     distance: Mapped[int] = mapped_column(Integer)  # pHash bits
     color_distance: Mapped[float | None] = mapped_column(Float)
+    similarity: Mapped[float | None] = mapped_column(Float)  # cosine, for kind embedding (0009)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("dedup_runs.id"))
 
     __table_args__ = (CheckConstraint("image_a < image_b", name="ordered"),)
@@ -282,6 +283,8 @@ class DedupRun(Base):
     compared: Mapped[int] = mapped_column(Integer, default=0)
     new_pairs: Mapped[int] = mapped_column(Integer, default=0)
     groups: Mapped[int] = mapped_column(Integer, default=0)
+    embedder: Mapped[str | None] = mapped_column(String(200))  # --embeddings (0009)
+    min_similarity: Mapped[float | None] = mapped_column(Float)
 
 
 class SplitBuild(Base):

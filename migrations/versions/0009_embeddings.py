@@ -6,9 +6,11 @@
 - embeddings (id, embedder_id, image_id, vector, error): one L2-normalised float16 vector per
   image and embedder (1 KiB at 512-d), or the reason the file could not be read. `id` orders
   the writes: the nearest-neighbour index kept beside the library adds the rows after the last
-  id it holds.
+  id it holds;
+- duplicate_pairs.similarity: the cosine similarity of a pair of kind 'embedding' (`dedup
+  --embeddings`); dedup_runs.embedder and .min_similarity: the settings of such a run.
 
-New tables only: instant on any library.
+New tables and nullable columns only: instant on any library.
 
 Revision ID: 0009
 Revises: 0008
@@ -60,9 +62,17 @@ def upgrade() -> None:
         sa.UniqueConstraint('embedder_id', 'image_id', name='uq_embeddings_embedder_image'),
     )
     op.create_index(op.f('ix_embeddings_image_id'), 'embeddings', ['image_id'], unique=False)
+    op.add_column('duplicate_pairs', sa.Column('similarity', sa.Float(), nullable=True))
+    op.add_column('dedup_runs', sa.Column('embedder', sa.String(length=200), nullable=True))
+    op.add_column('dedup_runs', sa.Column('min_similarity', sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('dedup_runs') as batch:
+        batch.drop_column('min_similarity')
+        batch.drop_column('embedder')
+    with op.batch_alter_table('duplicate_pairs') as batch:
+        batch.drop_column('similarity')
     op.drop_index(op.f('ix_embeddings_image_id'), table_name='embeddings')
     op.drop_table('embeddings')
     op.drop_table('embedders')
