@@ -6,7 +6,7 @@ it holds. ``open_index`` brings it up to date before a search: it compares the d
 (count, sum of image ids) with the file's, and when they differ adds the vectors of the images
 that are new to it and removes those gone (deleted images), in chunks; nothing is recomputed.
 
-Up to ``EXACT_UP_TO`` vectors the index is exact (inner products over float16 copies); past
+Up to ``EXACT_UP_TO`` vectors the index is exact (float32 inner products, BLAS); past
 that, an inverted file of ``4 * sqrt(N)`` lists with 8-bit scalar-quantised vectors, searched
 ``nprobe`` lists deep (chosen by benchmarks/vector_index.py: 1M 512-d vectors in ~0.5 GiB).
 It is trained on the vectors it first holds and rebuilt when it has grown fourfold since, or
@@ -33,6 +33,7 @@ NPROBE = 32
 TRAIN_SAMPLE = 100_000
 REBUILD_GROWTH = 4.0
 CHUNK = 20_000
+FEW = 16  # queries searched on one thread
 
 
 @dataclass
@@ -56,8 +57,13 @@ class VectorIndex:
         if self.size == 0:
             return np.zeros((len(q), k), np.float32), np.full((len(q), k), -1, np.int64)
         params = faiss.SearchParametersIVF(nprobe=NPROBE) if self.meta["kind"] == "ivf" else None
-        sims, ids = self.index.search(q, k, params=params)
-        return sims, ids
+        threads = faiss.omp_get_max_threads()
+        if len(q) < FEW:  # OpenMP threads waiting on busy cores cost more than one query takes
+            faiss.omp_set_num_threads(1)
+        try:
+            return self.index.search(q, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
 
 def folder(lib: Library) -> Path:
@@ -97,7 +103,7 @@ def memory_index(ids: np.ndarray, vectors: np.ndarray, *, exact: bool = True) ->
 def _exact(d: int):
     import faiss
 
-    return faiss.IndexIDMap2(faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT))
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(d))
 
 
 def _ivf(d: int, n: int, sample: np.ndarray):
