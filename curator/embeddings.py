@@ -90,9 +90,16 @@ def _add(s, **values) -> Embedder:
 
 
 def list_embedders(lib: Library) -> list[dict]:
-    """Every embedder with its model, weights, dimension and how many images it has embedded."""
+    """Every embedder with its model, weights, dimension and how many images it has embedded,
+    then the runs whose predictions carry embeddings that no command has used yet (``run:NAME``)."""
+    from curator.library.models import Run
+
     with lib.session() as s:
-        return [describe(s, e) for e in s.scalars(select(Embedder).order_by(Embedder.id))]
+        rows = [describe(s, e) for e in s.scalars(select(Embedder).order_by(Embedder.id))]
+        has_vectors = exists().where(Prediction.run_id == Run.id, Prediction.embedding.is_not(None))
+        unused = s.scalars(select(Run).where(has_vectors, ~exists().where(Embedder.run_id == Run.id)).order_by(Run.id))
+        return rows + [describe(s, Embedder(name=f"run:{r.name}", kind="run", run_id=r.id, model=r.model,
+                                            created_at=r.created_at)) for r in unused]
 
 
 def describe(s, e: Embedder) -> dict:
@@ -111,16 +118,36 @@ def _source(e: Embedder) -> tuple:
     return Embedding.vector, Embedding.image_id, [Embedding.embedder_id == e.id, Embedding.vector.is_not(None)]
 
 
+def _written(e: Embedder):
+    """The column that orders an embedder's writes: the row id (never reused: AUTOINCREMENT on
+    SQLite), or a run's prediction time."""
+    return Prediction.created_at if e.kind == "run" else Embedding.id
+
+
 def count(s, e: Embedder) -> int:
     _, image_id, where = _source(e)
     return s.scalar(select(func.count()).select_from(image_id.table).where(*where))
 
 
-def fingerprint(s, e: Embedder) -> tuple[int, int]:
-    """(how many, sum of their image ids): changes when any image gains or loses a vector."""
+def fingerprint(s, e: Embedder) -> tuple[int, int, int | str | None]:
+    """(how many, sum of their image ids, the newest write): changes when any image gains or
+    loses a vector, and when a deleted image's id comes back with another image's vector (SQLite
+    gives the highest id again). JSON-ready: a run's newest write is an ISO time."""
     _, image_id, where = _source(e)
-    n, total = s.execute(select(func.count(), func.coalesce(func.sum(image_id), 0)).where(*where)).one()
-    return int(n), int(total)
+    n, total, last = s.execute(select(func.count(), func.coalesce(func.sum(image_id), 0),
+                                      func.max(_written(e))).where(*where)).one()
+    return int(n), int(total), last.isoformat() if hasattr(last, "isoformat") else last
+
+
+def written_since(s, e: Embedder, last: int | str | None) -> np.ndarray:
+    """The image ids whose vectors were written at or after ``last`` (a fingerprint's third value)."""
+    from datetime import datetime
+
+    _, image_id, where = _source(e)
+    if last is None:
+        return np.zeros(0, np.int64)
+    since = datetime.fromisoformat(last) if isinstance(last, str) else last
+    return np.fromiter(s.scalars(select(image_id).where(*where, _written(e) >= since)), dtype=np.int64)
 
 
 def dim(s, e: Embedder) -> int | None:
@@ -144,7 +171,7 @@ def vectors(s, e: Embedder, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]
     found: dict[int, bytes] = {}
     ids = [int(i) for i in ids]
     for i in range(0, len(ids), CHUNK):
-        found.update(s.execute(select(image_id, vector).where(*where, image_id.in_(ids[i:i + CHUNK]))).tuples().all())
+        found.update(s.execute(select(image_id, vector).where(*where, image_id.in_(ids[i:i + CHUNK]))).all())
     kept = [i for i in dict.fromkeys(ids) if i in found]
     return np.array(kept, dtype=np.int64), decode([found[i] for i in kept], dim(s, e))
 
@@ -203,7 +230,7 @@ def embed(lib: Library, model: str = LITE0_MODEL, *, weights: str | None = None,
     size = size or config["input_size"][-1]
     with lib.session() as s:
         e = _model_embedder(s, name or _default_name(model, source), model, source, size)
-        summary = EmbedSummary(embedder=e.name, model=model, pool=pool)
+        summary = EmbedSummary(embedder=e.name, model=model, pool=pool, dim=e.dim)  # a re-run's too
         done = exists().where(Embedding.embedder_id == e.id, Embedding.image_id == Image.id)
         summary.asked = s.scalar(select(func.count()).select_from(Image).where(*where))
         ids = list(s.scalars(select(Image.id).where(*where, ~done).order_by(Image.id)))
@@ -252,12 +279,15 @@ def backbone(model: str, *, weights: str | None = None, pretrained: bool = False
             net, source = timm.create_model(model, pretrained=True, num_classes=0), "pretrained"
         else:
             path = weight_files.resolve(weights, model)
-            net, source = weight_files.create_model(model, path, 0), weights if weights == LITE0 else str(path)
+            net, source = weight_files.create_model(model, path, 0), weights if weights == LITE0 else str(path.resolve())
     except CuratorError:
         raise
     except Exception as e:  # noqa: BLE001 - timm: unknown model, no hub
-        raise InvalidInput(f"cannot make timm model {model!r}: {str(e).splitlines()[0]}"
-                           + ("; offline, use --weights FILE" if pretrained else "")) from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if pretrained and "Unknown model" not in first:  # the hub's long reasons say no more than this
+            raise InvalidInput(f"cannot download timm's pretrained weights for {model} ({type(e).__name__}):"
+                               f" offline, use --weights FILE (`--weights {LITE0}` with {LITE0_MODEL})") from None
+        raise InvalidInput(f"cannot make timm model {model!r}: {first}") from None
     return net.eval(), timm.data.resolve_model_data_config(net), source
 
 

@@ -573,4 +573,6 @@ class Embedding(Base):
     vector: Mapped[builtins.bytes | None] = mapped_column(LargeBinary)  # None: unreadable, see error
     error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("embedder_id", "image_id", name="uq_embeddings_embedder_image"),)
+    # AUTOINCREMENT: SQLite never gives a deleted row's id again, so a newer write has a higher id.
+    __table_args__ = (UniqueConstraint("embedder_id", "image_id", name="uq_embeddings_embedder_image"),
+                      {"sqlite_autoincrement": True})

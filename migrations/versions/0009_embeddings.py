@@ -5,8 +5,8 @@
   pretrained or local weights (kind 'model', `curator embed`);
 - embeddings (id, embedder_id, image_id, vector, error): one L2-normalised float16 vector per
   image and embedder (1 KiB at 512-d), or the reason the file could not be read. `id` orders
-  the writes: the nearest-neighbour index kept beside the library adds the rows after the last
-  id it holds;
+  the writes (AUTOINCREMENT on SQLite: a deleted row's id is never given again): the
+  nearest-neighbour index kept beside the library replaces the rows after the last id it holds;
 - duplicate_pairs.similarity: the cosine similarity of a pair of kind 'embedding' (`dedup
   --embeddings`); dedup_runs.embedder and .min_similarity: the settings of such a run.
 
@@ -60,6 +60,7 @@ def upgrade() -> None:
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_embeddings')),
         sa.UniqueConstraint('embedder_id', 'image_id', name='uq_embeddings_embedder_image'),
+        sqlite_autoincrement=True,  # ids never reused: the index beside the library replaces newer rows
     )
     op.create_index(op.f('ix_embeddings_image_id'), 'embeddings', ['image_id'], unique=False)
     op.add_column('duplicate_pairs', sa.Column('similarity', sa.Float(), nullable=True))
