@@ -53,6 +53,27 @@ def test_skin_tones_are_near_in_phash_but_not_duplicates(sample):
     assert colour_blind.images_in_groups > 3 * summary.images_in_groups  # skin tones merged
 
 
+@pytest.mark.parametrize(
+    "moved, expected",
+    [
+        ({16: (17, 0.3)}, 0.3),  # 30% of the pixels one bin up in blue alone: all of it counts
+        ({0: (1, 0.3), 8: (9, 0.3), 16: (17, 0.3)}, 0.3),  # the same 30% in every channel: no more
+        ({0: (1, 0.1), 16: (17, 0.25)}, 0.25),  # the worst channel, not the mean (0.117)
+        ({}, 0.0),
+    ],
+)
+def test_color_distance_is_the_share_of_pixels_moved_in_the_worst_channel(moved, expected):
+    import numpy as np
+
+    a = np.zeros((1, 24))
+    a[0, [0, 8, 16]] = 1.0  # every pixel in the first bin of R, G and B
+    b = a.copy()
+    for src, (dst, share) in moved.items():
+        b[0, src] -= share
+        b[0, dst] += share
+    assert dedup.color_distance(a, b) == pytest.approx([expected])
+
+
 def test_label_conflicts_are_reported(sample, cli):
     dedup.find_duplicates(sample)
     with sample.session() as s:
@@ -198,7 +219,7 @@ def test_an_image_joining_two_groups_merges_them_into_the_older(library):
     [
         ({"threshold": 17}, "--threshold 17 is out of range: give 0 to 16 bits (8 is the default)"),
         ({"threshold": -1}, "--threshold -1 is out of range: give 0 to 16 bits (8 is the default)"),
-        ({"color_threshold": 1.5}, "--color-threshold 1.5 is out of range: give 0 to 1 (0.09 is the default)"),
+        ({"color_threshold": 1.5}, "--color-threshold 1.5 is out of range: give 0 to 1 (0.17 is the default)"),
     ],
 )
 def test_bad_settings_are_refused(library, cli, kwargs, message):
