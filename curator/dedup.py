@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_THRESHOLD
+from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_MIN_SIMILARITY, DEFAULT_THRESHOLD
 from curator.errors import InvalidInput
 from curator.library import Library
 from curator.library.models import (
@@ -49,6 +49,7 @@ class DedupSummary:
     images_in_groups: int = 0
     conflicts: int = 0
     seconds: float = 0.0
+    embedding_pairs: int = 0  # with --embeddings: pairs at or above --min-similarity (before the forest)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,6 +147,8 @@ def find_duplicates(
     threshold: int = DEFAULT_THRESHOLD,
     color_threshold: float = DEFAULT_COLOR_THRESHOLD,
     full: bool = False,
+    embeddings: str | None = None,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
 ) -> DedupSummary:
     """Find near and pixel-identical duplicates among active images and store the groups.
 
@@ -155,6 +158,9 @@ def find_duplicates(
             the share of pixels in other colour bins, in the channel where most moved).
         full: compare everything again; also implied when the settings changed since the
             last run (earlier pairs found with other settings are dropped).
+        embeddings: an embedder (``curator.embeddings.find_embedder``): also pair the images
+            whose vectors are at least ``min_similarity`` alike (cosine), as pairs of kind
+            ``embedding`` grouped with the pHash pairs (``curator.embedding_pairs``).
     """
     import numpy as np
 
@@ -164,14 +170,19 @@ def find_duplicates(
         raise InvalidInput(f"--threshold {threshold} is out of range: give 0 to 16 bits (8 is the default)")
     if not 0 <= color_threshold <= 1:
         raise InvalidInput(f"--color-threshold {color_threshold} is out of range: give 0 to 1 ({DEFAULT_COLOR_THRESHOLD} is the default)")
+    if not 0 < min_similarity <= 1:
+        raise InvalidInput(f"--min-similarity {min_similarity} is out of range: give more than 0, at most 1"
+                           f" ({DEFAULT_MIN_SIMILARITY} is the default)")
     started = time.perf_counter()
+    embedder = _embedder(lib, embeddings)
     with lib.session() as s:
         last = s.scalar(select(DedupRun).where(DedupRun.finished_at.is_not(None)).order_by(DedupRun.id.desc()))
         same = last is not None and (last.threshold, last.color_threshold) == (threshold, color_threshold)
         full = full or not same
         if full:
-            s.execute(delete(DuplicatePair))
-        run = DedupRun(threshold=threshold, color_threshold=color_threshold)
+            s.execute(delete(DuplicatePair).where(DuplicatePair.kind != "embedding"))
+        run = DedupRun(threshold=threshold, color_threshold=color_threshold,
+                       embedder=embedder and embedder.name, min_similarity=embedder and min_similarity)
         s.add(run)
         s.flush()
         h = _load(s)
@@ -180,13 +191,59 @@ def find_duplicates(
         pairs = dedup_index.near_pairs(h.phash, threshold, new_from=new_from)
         summary.candidate_pairs = len(pairs)
         summary.new_pairs = _store_pairs(s, lib, h, pairs, color_threshold, run.id)
+        compared = embedder and _embedding_pass(s, lib, h, embedder, min_similarity, full, run.id, summary)
         summary.groups, summary.images_in_groups = _regroup(s)
         summary.conflicts = len(_conflicting_groups(s))
         run.last_image_id = int(h.ids[-1]) if len(h.ids) else 0
         run.compared, run.new_pairs, run.groups = summary.compared, summary.new_pairs, summary.groups
         run.finished_at = utcnow()
+    if embedder is not None:
+        from curator import embedding_pairs
+
+        embedding_pairs.remember(lib, embedder, min_similarity, compared)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _embedder(lib: Library, ref: str | None):
+    """The embedder ``--embeddings`` names (None: none), its index brought up to date first."""
+    if ref is None:
+        return None
+    from curator import embeddings, vector_index
+
+    with lib.session() as s:
+        e = embeddings.find_embedder(s, ref)
+    vector_index.open_index(lib, e)
+    return e
+
+
+def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, min_similarity: float, full: bool, run_id: int,
+                    summary: DedupSummary) -> np.ndarray:
+    """Store the pairs of kind ``embedding`` (their pHash distance and colour difference too,
+    for the record; a pair already stored by pHash stays as it is). Returns the ids compared."""
+    import numpy as np
+
+    from curator import dedup_index, embedding_pairs
+    from curator.library.inserts import insert_new
+
+    pairs, sims, compared = embedding_pairs.find_pairs(lib, s, e, min_similarity, full=full)
+    summary.embedding_pairs = len(pairs)
+    if not len(pairs):
+        return compared
+    k = np.searchsorted(h.ids, pairs)
+    k = np.minimum(k, len(h.ids) - 1)
+    known = (h.ids[k] == pairs).all(axis=1)
+    bits = np.where(known, dedup_index.hamming(h.phash[k[:, 0]], h.phash[k[:, 1]]), 64)
+    weight = np.column_stack([np.searchsorted(compared, pairs), np.round((1 - sims) * 1000).astype(np.int64)])
+    forest, _ = _spanning_forest(weight, sims, len(compared))
+    chosen = {(int(a), int(b)) for a, b in compared[forest[:, :2]]}
+    keep = np.array([(int(a), int(b)) in chosen for a, b in pairs], dtype=bool)
+    cdist = _color_distances(s, pairs[keep, 0], pairs[keep, 1])
+    insert_new(s, DuplicatePair, [
+        {"image_a": int(a), "image_b": int(b), "kind": "embedding", "distance": int(d), "run_id": run_id,
+         "color_distance": None if np.isnan(c) else round(float(c), 4), "similarity": round(float(v), 4)}
+        for (a, b), d, c, v in zip(pairs[keep], bits[keep], cdist, sims[keep])])
+    return compared
 
 
 def _store_pairs(s: Session, lib: Library, h: _Hashes, pairs: np.ndarray, color_threshold, run_id) -> int:

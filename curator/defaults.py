@@ -16,6 +16,9 @@ DEFAULT_THRESHOLD = 8  # pHash bits; planted re-encodes, resizes and slight crop
 # start at 0.174. 0.17 sits in that gap.
 DEFAULT_COLOR_THRESHOLD = 0.17
 
+# `dedup --embeddings`: the cosine similarity at and above which two images are near duplicates.
+DEFAULT_MIN_SIMILARITY = 0.9
+
 DEMO_DB = Path("db") / "demo" / "curator.sqlite"  # `curator demo` always replaces a library here
 DEMO_TRAINING = {"model": "resnet18", "img_size": 64, "epochs": 20, "patience": 5, "batch_size": 32}
 DEMO_QUICK_TRAINING = {"model": "test_resnet", "img_size": 32, "epochs": 2, "patience": 2, "batch_size": 32}

@@ -72,7 +72,7 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
     yield from _identify_and_accept(lib, "throwaway-35", min_count)
     yield f"build-splits at {min_count}", splits.build(lib, min_count=min_count, name=f"min{min_count}")
     yield f"warm-start at {min_count} with a new head", _train(
-        lib, f"min{min_count}", {**training, "model": None}, warm_start="throwaway-35", on_epoch=on_epoch)
+        lib, f"min{min_count}", {**training, "model": None, "weights": None}, warm_start="throwaway-35", on_epoch=on_epoch)
     if fiftyone:
         yield from _browse(lib, f"min{min_count}")
     yield "library", catalog.stats(lib)
