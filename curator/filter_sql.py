@@ -19,7 +19,7 @@ The indexes these statements use are made by migration 0007 (see ``curator.libra
 
 from __future__ import annotations
 
-from sqlalchemy import Float, case, cast, func, literal, literal_column, select
+from sqlalchemy import Float, case, cast, func, literal, literal_column, null, select
 from sqlalchemy.orm import aliased
 
 from curator import tallies
@@ -197,3 +197,29 @@ def per_class(q, run, dialect: str):
     return (stmt.with_only_columns(c["predicted"], func.count(), func.max(c["labelled"]), func.max(c["needs"]),
                                    func.max(c["staged_share"]))
             .group_by(c["predicted"]))
+
+
+def candidates(q, run):
+    """The ids of ``q``'s matches, in no order and uncut, for an order computed outside SQL
+    (``curator.similarity``'s embedding scores): ``matches`` under a run; with none, the active
+    images that meet ``q``'s conditions on images alone (label, sub-class, flags, tag)."""
+    if run is not None:
+        stmt, columns = matches(q, run)
+        return stmt.with_only_columns(columns["image_id"])
+    return select(Image.id).where(Image.status == ACTIVE, *_conditions(q, None))
+
+
+def shown(ids: list[int], run):
+    """What a row displays (path, label, and the run's prediction and split when there is a run)
+    for the images ``ids``, in no order."""
+    member = aliased(SplitMember)
+    stmt = (select(Image.id.label("image_id"), Image.path, Image.label_state, LabelClass.name.label("class_name"),
+                   Subclass.name.label("subclass_name"), Image.staged, Image.synthetic)
+            .outerjoin(LabelClass, LabelClass.id == Image.class_id)
+            .outerjoin(Subclass, Subclass.id == Image.subclass_id)
+            .where(Image.id.in_(ids)))
+    if run is None:
+        return stmt.add_columns(*(null().label(name) for name in ("predicted", "confidence", "top_k", "split")))
+    return (stmt.add_columns(Prediction.predicted, Prediction.confidence, Prediction.top_k, member.split)
+            .outerjoin(Prediction, (Prediction.run_id == run.id) & (Prediction.image_id == Image.id))
+            .outerjoin(member, (member.image_id == Image.id) & (member.build_id == run.build_id)))

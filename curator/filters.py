@@ -7,16 +7,17 @@ library's class counts with a run's confident predictions on the pool: can a cla
 cutoff by labelling what the model already finds?
 
 With no run named, both read the newest training run that predicted the images the query looks
-at (``curator.runs.pick_run``; ``_pool`` says which images) and say which run, with a note when
-the newest run has not predicted them. Names that match nothing (a class, label, sub-class,
-split or tag) are errors, not empty results.
+at (``curator.runs.pick_run``; ``query_pool`` says which images) and say which run, with a note
+when the newest run has not predicted them. Names that match nothing (a class, label, sub-class,
+split or tag) are errors, not empty results. ``unfamiliar`` and ``outliers`` rank the matches by
+an embedding score instead (``curator.similarity``), reading a run only when an option needs one.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy import select
 
@@ -51,6 +52,10 @@ class Query:
     tag: str | None = None  # only images carrying this tag
     limit: int | None = None
     offset: int = 0  # skip this many of the sorted matches (after --lowest), for paging
+    unfamiliar: bool = False  # sorted by distance to the nearest labelled image (curator.similarity)
+    outliers: bool = False  # labelled images sorted by distance to their classmates; ``predicted``
+    # names the labelled class here when ``label`` is not given (``find --outliers --class C``)
+    embedder: str | None = None  # whose vectors --unfamiliar / --outliers compare
 
 
 def _check(q: Query) -> None:
@@ -70,9 +75,33 @@ def _check(q: Query) -> None:
         raise InvalidInput(f"--offset {q.offset}: give 0 or more")
     if q.split is not None and q.split not in SPLITS:
         raise InvalidInput(f"--split {q.split}: use one of {', '.join(SPLITS)}")
+    _check_ranked(q)
 
 
-def _check_names(s, q: Query) -> None:
+def _check_ranked(q: Query) -> None:
+    """--unfamiliar and --outliers: one of them, with no other order, on the images they rank."""
+    if q.unfamiliar and q.outliers:
+        raise InvalidInput("give one of --unfamiliar or --outliers")
+    if not (q.unfamiliar or q.outliers):
+        if q.embedder is not None:
+            raise InvalidInput("--embedder picks the vectors of --unfamiliar or --outliers: give one of them")
+        return
+    asked = "--unfamiliar" if q.unfamiliar else "--outliers"
+    if q.lowest is not None:
+        raise InvalidInput(f"{asked} sorts by its own score: drop --lowest (--limit N shows the first N)")
+    if q.outliers and (q.unknown or q.label in (UNLABELLED, UNKNOWN)):
+        raise InvalidInput(f"--outliers looks at labelled images, not {UNKNOWN if q.unknown else q.label}:"
+                           " --unfamiliar ranks the others")
+
+
+def _outlier_class(q: Query) -> Query:
+    """``find --outliers --class C``: C is the labelled class (outliers are labelled images)."""
+    if q.outliers and q.predicted is not None and q.label is None:
+        return replace(q, label=q.predicted, predicted=None)
+    return q
+
+
+def check_names(s, q: Query) -> None:
     """Every name in ``q`` but the predicted class must exist: a typo is an error, not 0 rows."""
     if q.label not in (None, UNLABELLED, UNKNOWN):
         cls = get_class(s, q.label)
@@ -84,7 +113,7 @@ def _check_names(s, q: Query) -> None:
                            " `curator find ... --tag TAG` tags what it shows")
 
 
-def _check_predicted(s, q: Query, run) -> None:
+def check_predicted(s, q: Query, run) -> None:
     """``--class`` must be a class the run can predict."""
     if q.predicted is None or q.predicted in json.loads(run.classes):
         return
@@ -93,7 +122,7 @@ def _check_predicted(s, q: Query, run) -> None:
                        f" (`curator runs show {run.name} --json` lists its classes)")
 
 
-def _pool(q: Query) -> str:
+def query_pool(q: Query) -> str:
     """The images a query looks at, which choose its default run: the unknown images for
     --unknown / --label unknown, the labelled ones for --label CLASS / --subclass / --split,
     else the pool of unlabelled images."""
@@ -204,6 +233,9 @@ def find(lib: Library, q: Query) -> dict:
     Filtering, sorting, ``lowest``/``offset``/``limit`` and the per-class numbers all happen in
     the database (``curator.filter_sql``): memory and time grow with the rows shown, not with
     the pool. Every order ends with the image id, so pages of ``offset``/``limit`` are stable.
+    ``unfamiliar`` and ``outliers`` are ordered by an embedding score instead
+    (``curator.similarity.find_ranked``): rows gain ``score``, the result ``embedder``, and the
+    run is read only when an option needs its predictions (else ``run`` is None).
 
     Returns:
         ``{"run", "notes", "query", "total", "rows", "classes"}``: ``run`` is the run used (see
@@ -220,11 +252,15 @@ def find(lib: Library, q: Query) -> dict:
             that does not exist; a class the run cannot predict.
     """
     _check(q)
+    if q.unfamiliar or q.outliers:
+        from curator import similarity
+
+        return similarity.find_ranked(lib, _outlier_class(q))
     tallies.settle_library(lib)
     with lib.session() as s:
-        _check_names(s, q)
-        run, notes = pick_run(s, q.run, _pool(q))
-        _check_predicted(s, q, run)
+        check_names(s, q)
+        run, notes = pick_run(s, q.run, query_pool(q))
+        check_predicted(s, q, run)
         total, rows, classes = _answer(s, q, run)
         return {"run": run.name, "notes": notes, "query": asdict(q), "total": total, "rows": rows,
                 "classes": classes}
@@ -290,7 +326,10 @@ def act(lib: Library, result: dict, action: str, value: str | None = None, *, cr
         raise InvalidInput(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
     if action in ("label", "tag") and not value:
         raise InvalidInput(f"the {action} action needs a value")
-    detail = f"curator find, run {result['run']}"
+    if action == "accept" and result["run"] is None:
+        raise InvalidInput("--accept takes a run's predictions and there are none here: give --run, or label with"
+                           " --set-label CLASS")
+    detail = result.get("detail") or f"curator find, run {result['run']}"
     changed, unchanged = [], 0
     rows = result["rows"]
     for start in range(0, len(rows), ACT_CHUNK):

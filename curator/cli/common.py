@@ -103,7 +103,7 @@ class Rows:
 
 
 _NUMERIC = {"Labelled", "Real", "Staged", "Synthetic", "Benchmark", "Rejected", "Images", "Id", "Confidence",
-            "Needs", "Score", "Pool predicted", "Confident", "Epochs", "Best val acc", "Precision", "Recall", "F1", "Support"}
+            "Needs", "Score", "Similarity", "Pool predicted", "Confident", "Epochs", "Best val acc", "Precision", "Recall", "F1", "Support"}
 
 
 def baseline_text(baseline: dict) -> str:

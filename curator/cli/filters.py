@@ -10,10 +10,18 @@ import typer
 
 from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json, progress, table
 
-COLUMNS = ("image_id", "label", "predicted", "confidence", "split", "path")
 RunOption = Annotated[Optional[str], typer.Option(
     help="Whose predictions: a run name or id, 'latest' or 'production'"
          " [default: the newest run that predicted the images asked about].", show_default=False)]
+
+# Options `similar` shares with `find`.
+EmbedderOption = Annotated[Optional[str], typer.Option(
+    help="Whose embeddings: an embedder or run:NAME [default: the newest `curator embed` one, else the latest"
+         " run's].", show_default=False)]
+RejectOption = Annotated[Optional[str], typer.Option(help="Action: reject the shown images with this reason.")]
+TagOption = Annotated[Optional[str], typer.Option(help="Action: tag the shown images (a saved selection: --tagged T).")]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+PathsOption = Annotated[bool, typer.Option("--paths", help="Print only paths, one per line (for piping).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
 def find(
     run: RunOption = None,
-    class_: Annotated[Optional[str], typer.Option("--class", "--predicted", help="Predicted as this class (with --max-confidence: a look-alike search).")] = None,
+    class_: Annotated[Optional[str], typer.Option("--class", "--predicted", help="Predicted as this class (with --max-confidence: a look-alike search; with --outliers: labelled as it).")] = None,
     max_confidence: Annotated[Optional[float], typer.Option(help="Top confidence at most this.")] = None,
     min_confidence: Annotated[Optional[float], typer.Option(help="Top confidence at least this.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Current label: a class, 'unlabelled' or 'unknown'.")] = None,
@@ -41,14 +49,17 @@ def find(
     limit: Annotated[Optional[int], typer.Option(help="Show (and act on) at most this many.", min=1)] = None,
     offset: Annotated[int, typer.Option(help="Skip this many matches first (after --lowest): with --limit, a page;"
                                              " pages are stable, ties broken by image id.", min=0)] = 0,
+    unfamiliar: Annotated[bool, typer.Option("--unfamiliar", help="Pool images (or those of --label) farthest from every labelled image, by embedding: new classes, junk.")] = False,
+    outliers: Annotated[bool, typer.Option("--outliers", help="Labelled images farthest from their classmates, by embedding: label errors, bad images (--class C: of class C).")] = False,
+    embedder: EmbedderOption = None,
     accept: Annotated[bool, typer.Option("--accept", help="Action: take each shown image's prediction as its label.")] = False,
     set_label: Annotated[Optional[str], typer.Option(help="Action: label the shown images CLASS or CLASS/SUBCLASS.")] = None,
     create: Annotated[bool, typer.Option("--create", help="With --set-label: create the class if new.")] = False,
     mark_unknown: Annotated[bool, typer.Option("--mark-unknown", help="Action: mark the shown images unknown.")] = False,
-    reject: Annotated[Optional[str], typer.Option(help="Action: reject the shown images with this reason.")] = None,
-    tag: Annotated[Optional[str], typer.Option(help="Action: tag the shown images (a saved selection).")] = None,
-    csv_: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    paths: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line (for piping).")] = False,
+    reject: RejectOption = None,
+    tag: TagOption = None,
+    csv_: CsvOption = False,
+    paths: PathsOption = False,
     db: DbOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -63,6 +74,10 @@ def find(
     The library answers: filtering, sorting and paging happen in the database, so a question
     over a million predictions shows its first rows at once. Page with --limit and --offset.
 
+    --unfamiliar and --outliers sort by an embedding score instead (a Score column), and need
+    no run unless another option reads predictions (--run, confidences, --split, --class with
+    --unfamiliar; with --outliers, --class C is the label).
+
     Example: curator find --class hand-fingers-open --max-confidence 0.6 --limit 50 --offset 50
     """
     from curator import filters
@@ -76,37 +91,61 @@ def find(
                       label=label, subclass=subclass, split=split, staged=staged, synthetic=synthetic,
                       low_count=low_count, min_count=min_count, synthetic_dependent=synthetic_dependent,
                       max_staged_share=max_staged_share, unknown=unknown, lowest=lowest, tag=tagged, limit=limit,
-                      offset=offset)
+                      offset=offset, unfamiliar=unfamiliar, outliers=outliers, embedder=embedder)
     lib = open_lib(db)
     result = filters.find(lib, q)
-    rows = result["rows"]
     show_notes(result["notes"])
     if chosen:
         result["action"] = act(lib, result, *chosen[0], create=create, quiet=json_)
+    columns = FIND_COLUMNS if "embedder" not in result else (*FIND_COLUMNS[:-1], SCORE, FIND_COLUMNS[-1])
+    print_result(result, columns, json_=json_, csv_=csv_, paths=paths, offset=offset)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+# (title, key, text) of each column a command shows: find's, and the score of --unfamiliar/--outliers
+FIND_COLUMNS = (("Id", "image_id", str), ("Label", "label", str), ("Predicted", "predicted", lambda v: v or "-"),
+                ("Confidence", "confidence", _number), ("Split", "split", lambda v: v or "-"), ("Path", "path", str))
+SCORE = ("Score", "score", lambda v: f"{v:.4f}")
+
+
+def source(result: dict) -> str:
+    """Whose numbers a result shows: ``predictions of RUN``, ``embeddings of E``, or both."""
+    parts = ([f"embeddings of {result['embedder']}"] if result.get("embedder") else []) + (
+        [f"predictions of {result['run']}"] if result.get("run") else [])
+    return ", ".join(parts)
+
+
+def print_result(result: dict, columns: tuple, *, json_: bool, csv_: bool, paths: bool, offset: int = 0) -> None:
+    """A ``find``-shaped result as JSON, CSV, paths or a table with a summary, per-class
+    numbers and the action taken (``curator find``, ``curator similar``)."""
+    rows = result["rows"]
     if json_:
         return print_json(result)
     if paths or csv_:
-        err_console.print(f"{len(rows)} images (predictions of {result['run']}).")
+        err_console.print(f"{len(rows)} images ({source(result)}).")
     if paths:
         for r in rows:
             typer.echo(r["path"])
         return
     if csv_:
         writer = csv.writer(sys.stdout)
-        writer.writerow(COLUMNS)
-        writer.writerows([r[c] for c in COLUMNS] for r in rows)
+        writer.writerow([key for _, key, _ in columns])
+        writer.writerows([r[key] for _, key, _ in columns] for r in rows)
         return
-    t = table("Id", "Label", "Predicted", "Confidence", "Split", "Path")
+    t = table(*(title for title, _, _ in columns))
     for r in rows:
-        t.add_row(str(r["image_id"]), r["label"], r["predicted"], f"{r['confidence']:.3f}", r["split"] or "-", r["path"])
+        t.add_row(*(text(r[key]) for _, key, text in columns))
     console.print(t)
     shown = f"{len(rows)} of {result['total']}" if len(rows) < result["total"] else str(result["total"])
     start = f", from number {offset + 1}" if offset else ""
-    console.print(f"{shown} images{start} (predictions of {result['run']}).")
+    console.print(f"{shown} images{start} ({source(result)}).")
     for name, c in sorted(result["classes"].items()):
         console.print(f"  {name}: {c['labelled']} labelled, needs {c['needs']}, staged/synthetic share"
                       f" {c['staged_share']:.0%}, {c['found']} found here")
-    if chosen:
+    if "action" in result:
         a = result["action"]
         console.print(f"{a['action']}: {len(a['changed'])} images changed, {a['unchanged']} already so"
                       " (see `curator history IMAGE`).")
