@@ -38,6 +38,7 @@ LOWEST = 100
 WORKING_SET_ABOVE = 100_000  # active images; a bigger library gets a working set by default
 MAX_SAMPLES = 20_000  # the app opens it quickly; writing its samples is ~5 s of browse at 1M images
 TAG_VIEW = "tag-"
+EMBEDDING_VIEWS = ("unfamiliar", "outliers")  # saved when the dataset shows an embedder's vectors
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,15 @@ def saved_suspects(lib: Library, run: Run | None) -> dict[int, dict]:
     return {r["image_id"]: r for r in json.loads(path.read_text())["suspects"]}
 
 
-def view_queries(lib: Library, run: Run | None, *, limit: int | None = None) -> dict[str, tuple[str, object]]:
+def view_queries(lib: Library, run: Run | None, *, limit: int | None = None,
+                 embedder: str | None = None) -> dict[str, tuple[str, object]]:
     """Each saved view: name -> (description, filters.Query) or a list of image ids (in order).
 
     Args:
         limit: only each view's first rows (a working set holds no more); the look-alike views
             then share the first ``limit`` rows of their one query.
+        embedder: the embedder whose vectors the dataset shows: adds ``unfamiliar`` and
+            ``outliers`` (``find --unfamiliar`` / ``--outliers`` with its vectors).
     """
     from sqlalchemy import select
 
@@ -105,6 +109,10 @@ def view_queries(lib: Library, run: Run | None, *, limit: int | None = None) -> 
         if suspects:
             ordered = sorted(suspects.values(), key=lambda x: (x["score"], x["image_id"]))
             views["suspects"] = (f"curator suspects --run {r}", [x["image_id"] for x in ordered])
+    if embedder is not None:
+        for name in EMBEDDING_VIEWS:
+            views[name] = (f"curator find --{name} --embedder {embedder}",
+                           Query(embedder=embedder, limit=limit, **{name: True}))
     with lib.session() as s:
         views["label-conflicts"] = ("curator duplicates --conflicts",
                                     [m["id"] for g in label_conflicts(s) for m in g["members"]])
@@ -123,11 +131,19 @@ def view_ids(lib: Library, spec) -> list[int]:
     return [r["image_id"] for r in find(lib, spec)["rows"]]
 
 
-def find_views(lib: Library, run: Run | None, *, limit: int | None = None) -> dict[str, tuple[str, list[int]]]:
-    """Each saved view's description and image ids, in order (each filter run once; ``limit``:
-    see `view_queries`)."""
-    specs = view_queries(lib, run, limit=limit)
-    return {name: (description, view_ids(lib, spec)) for name, (description, spec) in specs.items()}
+def find_views(lib: Library, run: Run | None, *, limit: int | None = None,
+               embedder: str | None = None) -> dict[str, tuple[str, list[int]]]:
+    """Each saved view's description and image ids, in order (each filter run once; ``limit``,
+    ``embedder``: see `view_queries`). An embedding view that cannot be made (no labelled image
+    has a vector yet) is left out."""
+    views = {}
+    for name, (description, spec) in view_queries(lib, run, limit=limit, embedder=embedder).items():
+        try:
+            views[name] = (description, view_ids(lib, spec))
+        except InvalidInput:
+            if name not in EMBEDDING_VIEWS:
+                raise
+    return views
 
 
 def check_view(name: str, views) -> None:
@@ -211,7 +227,7 @@ def save_views(lib: Library, dataset, run: Run | None, views: dict[str, tuple[st
 
     from curator.fiftyone_sync import replace_saved_views
 
-    views = find_views(lib, run) if views is None else views
+    views = find_views(lib, run, embedder=(dataset.info.get("similarity") or {}).get("embedder")) if views is None else views
     if sample_ids is None:
         sample_ids = dict(zip(*dataset.values(["curator_id", "id"])))
     saved = {v["name"]: v.get("description") or "" for v in dataset.list_saved_views(info=True)}

@@ -30,6 +30,7 @@ def browse(
     classes: Annotated[Optional[list[str]], typer.Option("--class", metavar="CLASS", help="Add the images the run predicts as CLASS to the working set (repeat for more).")] = None,
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Take only the first N images of each --tagged / --class.", min=1)] = None,
     max_samples: Annotated[int, typer.Option(metavar="N", help="The most images a working set holds.", min=1)] = MAX_SAMPLES,
+    embedder: Annotated[Optional[str], typer.Option(metavar="E", help="Whose embeddings to index for 'sort by similarity' and the unfamiliar / outliers views [default: the one `find --unfamiliar` uses, when it has embeddings].")] = None,
     port: Annotated[int, typer.Option(help="The app's port.")] = 5151,
     address: Annotated[str, typer.Option(help="The address the app listens on.")] = "127.0.0.1",
     launch: Annotated[bool, typer.Option("--launch/--no-launch", help="Start the app after refreshing the dataset.")] = True,
@@ -46,6 +47,12 @@ def browse(
     only samples whose library row changed are rewritten. Each saved view is the result of a
     `curator find` filter (low-confidence, look-alike-CLASS, low-count, synthetic-dependent,
     unknown, lowest, suspects, label-conflicts, tag-T). The app runs until Ctrl-C.
+
+    When the library has embeddings (`curator embed`, or a run's from bulk-identify), each
+    sample carries its stored vector and a FiftyOne Brain similarity index over them lets the
+    app sort by similarity to the selected images (nothing is recomputed; new vectors are
+    added on the next browse); the views unfamiliar and outliers are `find --unfamiliar` and
+    `find --outliers` with the same embedder.
 
     What the dataset holds: up to 100,000 active images, every one (--all); above that, or
     with --tagged / --class, a working set (--working-set) that opens quickly: the images
@@ -64,7 +71,7 @@ def browse(
     lib = open_lib(db)
     with status("starting FiftyOne's database", quiet=json_) as say:
         pulled = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say) if pull_first else None
-        result = fiftyone_sync.sync(lib, run, scope=scope, on_progress=say)
+        result = fiftyone_sync.sync(lib, run, scope=scope, embedder=embedder, on_progress=say)
     show_notes(result["notes"])
     views = result["views"]
     chosen = view or ("low-confidence" if "low-confidence" in views else None)
@@ -79,7 +86,7 @@ def browse(
         _show_sync(result)
     if not launch:
         if not json_:
-            asked = [("run", run), ("view", view), *(("tagged", t) for t in scope.tagged),
+            asked = [("run", run), ("view", view), ("embedder", embedder), *(("tagged", t) for t in scope.tagged),
                      *(("class", c) for c in scope.classes), ("limit", limit),
                      ("max-samples", max_samples if max_samples != MAX_SAMPLES else None)]
             again = " ".join(["curator browse", *({True: ["--all"], False: ["--working-set"]}.get(whole, [])),
@@ -159,6 +166,10 @@ def _show_sync(r: dict) -> None:
                   + f"; database {r['database']}")
     if r["views"]:
         console.print("Saved views: " + ", ".join(f"{name} ({n})" for name, n in r["views"].items()))
+    sim = r.get("similarity")
+    if sim:
+        console.print(f"Similarity index {sim['brain_key']} (embedder {sim['embedder']}): {sim['samples']} samples with"
+                      f" a vector, {sim['written']} written now; in the app, select images and sort by similarity.")
 
 
 def _holds(r: dict) -> str:
