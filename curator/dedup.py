@@ -261,7 +261,8 @@ def _store_pairs(s: Session, lib: Library, h: _Hashes, pairs: np.ndarray, color_
          "color_distance": None if np.isnan(c) else round(float(c), 4)}
         for a, b, d, c in zip(h.ids[i], h.ids[j], dist, cdist)
     ]
-    s.execute(insert(DuplicatePair), rows)  # one executemany, not an ORM object a pair
+    if rows:  # the colour check may drop every candidate: an empty executemany inserts DEFAULT VALUES
+        s.execute(insert(DuplicatePair), rows)  # one executemany, not an ORM object a pair
     return len(rows)
 
 

@@ -239,7 +239,7 @@ def _unfamiliar(s, e: Embedder, candidates: np.ndarray) -> tuple[np.ndarray, np.
     ref_ids, ref = embeddings.vectors(s, e, _labelled_ids(s))
     if not len(ref_ids):
         raise InvalidInput(f"no labelled image has an embedding under {e.name}: {embed_hint(s, e, LABELLED)}")
-    index = vector_index.memory_index(ref_ids, ref, exact=False)
+    index = vector_index.memory_index(ref_ids, ref, queries=len(candidates))
     del ref
     out_ids, out = [], []
     for i in range(0, len(candidates), CHUNK):
@@ -250,24 +250,53 @@ def _unfamiliar(s, e: Embedder, candidates: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _outliers(s, e: Embedder, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(candidates scored, their outlyingness) within each one's class; classes one at a time."""
-    by_class: dict[int, list[int]] = {}
+    """(candidates scored, their outlyingness) within each one's class.
+
+    Two queries find every labelled classmate; vectors are read for classes together, about
+    ``CHUNK`` images at a time, so memory stays bounded and a thousand small classes cost a
+    few reads, not two queries each."""
+    classes: set[int] = set()
     for i in range(0, len(candidates), embeddings.CHUNK):
         chunk = candidates[i:i + embeddings.CHUNK].tolist()
-        for image_id, class_id in s.execute(select(Image.id, Image.class_id).where(Image.id.in_(chunk))):
-            by_class.setdefault(class_id, []).append(image_id)
-    out_ids, out = [], []
-    for class_id, members in by_class.items():
-        ref_ids, ref = embeddings.vectors(s, e, _labelled_ids(s, class_id))
-        if len(ref_ids) < 2:
-            continue
-        index = vector_index.memory_index(ref_ids, ref, exact=False)
-        row = {image_id: j for j, image_id in enumerate(ref_ids.tolist())}
-        ids = np.array([i for i in members if i in row], dtype=np.int64)
-        scores = outlyingness(index, ids, ref[[row[i] for i in ids.tolist()]])
-        out_ids.append(ids)
-        out.append(scores)
+        classes.update(s.scalars(select(Image.class_id).where(Image.id.in_(chunk)).distinct()))
+    members: dict[int, list[int]] = {c: [] for c in classes}
+    ordered = sorted(members)
+    for i in range(0, len(ordered), 500):  # one query per 500 classes, not one per class
+        stmt = select(Image.id, Image.class_id).where(Image.status == ACTIVE, Image.label_state == LABELLED,
+                                                       Image.class_id.in_(ordered[i:i + 500]))
+        for image_id, class_id in s.execute(stmt):
+            members[class_id].append(image_id)
+    wanted, out_ids, out = set(candidates.tolist()), [], []
+    batch: list[int] = []
+    for c in ordered + [None]:
+        if c is not None:
+            batch.append(c)
+        if batch and (c is None or sum(len(members[b]) for b in batch) >= CHUNK):
+            got, vecs = embeddings.vectors(s, e, [i for b in batch for i in members[b]])
+            where = {image_id: j for j, image_id in enumerate(got.tolist())}
+            for b in batch:
+                rows = [where[i] for i in members[b] if i in where]
+                scored = [j for j in rows if int(got[j]) in wanted]
+                if len(rows) >= 2 and scored:
+                    out_ids.append(got[scored])
+                    out.append(_class_outlyingness(got[rows], vecs[rows], got[scored], vecs[scored]))
+            batch = []
     return _joined(out_ids, out)
+
+
+SMALL_CLASS = 4096  # classmates compared all at once (a matrix product); more: through an index
+
+
+def _class_outlyingness(ref_ids: np.ndarray, ref: np.ndarray, ids: np.ndarray, vectors: np.ndarray,
+                        k: int = NEIGHBOURS) -> np.ndarray:
+    """``outlyingness`` of ``vectors`` among their class ``ref`` (which holds them)."""
+    if len(ref) > SMALL_CLASS:
+        return outlyingness(vector_index.memory_index(ref_ids, ref, queries=len(ids)), ids, vectors, k)
+    sims = vectors @ ref.T
+    sims[ids[:, None] == ref_ids[None, :]] = -np.inf  # itself
+    k = min(k, len(ref) - 1)
+    top = -np.partition(-sims, k - 1, axis=1)[:, :k]
+    return (1 - top.mean(axis=1)).astype(np.float32)
 
 
 def _joined(ids: list[np.ndarray], scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,8 @@ TRAIN_SAMPLE = 100_000
 REBUILD_GROWTH = 4.0
 CHUNK = 20_000
 FEW = 16  # queries searched on one thread
+EXACT_WORK = 1e9  # memory_index: vectors x queries searched exactly
+IVF_FROM = 10_000  # memory_index: fewer vectors are always searched exactly
 
 
 @dataclass
@@ -91,10 +93,14 @@ def open_index(lib: Library, e: Embedder, *, on_progress: Callable[[int, int], N
     return current
 
 
-def memory_index(ids: np.ndarray, vectors: np.ndarray, *, exact: bool = True) -> VectorIndex:
-    """An index of ``vectors`` held in memory only (e.g. the labelled images' for ``--unfamiliar``)."""
+def memory_index(ids: np.ndarray, vectors: np.ndarray, *, queries: int = 0) -> VectorIndex:
+    """An index of ``vectors`` held in memory only (e.g. the labelled images' for ``--unfamiliar``).
+
+    Exact up to ``EXACT_UP_TO`` vectors unless ``queries`` searches would make exact work past
+    ``EXACT_WORK`` (vectors x queries): a million pool images against 10,000 labelled ones take
+    minutes exact, an eighth of that through inverted lists."""
     n, d = vectors.shape
-    if exact or n <= EXACT_UP_TO:
+    if n <= EXACT_UP_TO and (n < IVF_FROM or n * queries <= EXACT_WORK):
         vi = VectorIndex(_exact(d), {"kind": "exact", "dim": d})
     else:
         vi = VectorIndex(_ivf(d, n, vectors), {"kind": "ivf", "dim": d, "trained_on": n})
