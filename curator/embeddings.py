@@ -229,7 +229,7 @@ def embed(lib: Library, model: str = LITE0_MODEL, *, weights: str | None = None,
     net = net.to(pick_device(device))
     size = size or config["input_size"][-1]
     with lib.session() as s:
-        e = _model_embedder(s, name or _default_name(model, source), model, source, size)
+        e = _model_embedder(s, name or default_name(model, source), model, source, size)
         summary = EmbedSummary(embedder=e.name, model=model, pool=pool, dim=e.dim)  # a re-run's too
         done = exists().where(Embedding.embedder_id == e.id, Embedding.image_id == Image.id)
         summary.asked = s.scalar(select(func.count()).select_from(Image).where(*where))
@@ -311,12 +311,13 @@ def _rows(embedder_id: int, ids: list[int], ok: list[bool], vecs: np.ndarray, pa
             for j, i in enumerate(ids)]
 
 
-def _default_name(model: str, source: str) -> str:
+def default_name(model: str, source: str | None) -> str:
+    """An embedder's name when --name is not given: the model, with the weights' name unless lite0."""
     from pathlib import Path
 
     if source == "pretrained":
         return f"{model}-pretrained"
-    return model if source == LITE0 else f"{model}-{Path(source).stem}"
+    return model if source in (LITE0, None) else f"{model}-{Path(source).stem}"
 
 
 def _model_embedder(s, name: str, model: str, source: str, size: int) -> Embedder:

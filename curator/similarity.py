@@ -108,7 +108,7 @@ def embed_hint(s, e: Embedder, pool: str) -> str:
         return (f"run `curator bulk-identify --run {run}{'' if pool == UNLABELLED else f' --pool {pool}'}`"
                 f" or `curator embed --weights {embeddings.LITE0}`")
     weights = "--pretrained" if e.weights == "pretrained" else f"--weights {e.weights}"
-    name = "" if e.name == embeddings._default_name(e.model, e.weights) else f" --name {e.name}"
+    name = "" if e.name == embeddings.default_name(e.model, e.weights) else f" --name {e.name}"
     size = f" --size {e.input_size}" if e.input_size else ""
     return f"run `curator embed --model {e.model} {weights}{size} --pool {pool}{name}`"
 
