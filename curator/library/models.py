@@ -417,6 +417,8 @@ class Prediction(Base):
         # Readable predictions only, in the orders find and coverage read them (0007).
         Index("ix_predictions_run_confidence", "run_id", "confidence", "image_id", **_READABLE),
         Index("ix_predictions_run_predicted_readable", "run_id", "predicted", "confidence", "image_id", **_READABLE),
+        # a run's embeddings: count, sum of image ids and newest write from the index alone (0009)
+        Index("ix_predictions_run_image_written", "run_id", "image_id", "created_at", **_READABLE),
     )
 
 
@@ -574,5 +576,9 @@ class Embedding(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     # AUTOINCREMENT: SQLite never gives a deleted row's id again, so a newer write has a higher id.
-    __table_args__ = (UniqueConstraint("embedder_id", "image_id", name="uq_embeddings_embedder_image"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("embedder_id", "image_id", name="uq_embeddings_embedder_image"),
+        # count, sum of image ids and newest write of the readable vectors, from the index alone
+        Index("ix_embeddings_readable", "embedder_id", "image_id", "id", **_READABLE),
+        {"sqlite_autoincrement": True},
+    )
