@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NAME = "bench-512"
 DIM = 512
+STORE_CHUNK = 20_000
 
 
 def vectors(n: int, lo: int, hi: int, seed: int = 0) -> np.ndarray:
@@ -86,8 +87,8 @@ def prepare(work: Path, source: Path, n: int) -> str:
     if have >= n:
         return str(db)
     t = time.perf_counter()
-    for lo in range(have, n, 20_000):
-        hi = min(n, lo + 20_000)
+    for lo in range(have, n, STORE_CHUNK):
+        hi = min(n, lo + STORE_CHUNK)
         v = vectors(n, lo, hi)
         with lib.session() as s:
             insert_new(s, Embedding, [{"embedder_id": eid, "image_id": int(i), "vector": v[k].tobytes()}
@@ -147,8 +148,8 @@ def _recall(index, q: np.ndarray, ids: np.ndarray) -> dict:
     n = len(ids)
     best_s = np.full((len(q), 50), -np.inf, np.float32)
     best_i = np.zeros((len(q), 50), np.int64)
-    for lo in range(0, n, 100_000):
-        hi = min(n, lo + 100_000)
+    for lo in range(0, n, STORE_CHUNK):  # the chunks prepare() stored: each is seeded by where it starts
+        hi = min(n, lo + STORE_CHUNK)
         sims = q @ vectors(n, lo, hi).astype(np.float32).T
         s = np.concatenate([best_s, sims], axis=1)
         i = np.concatenate([best_i, np.broadcast_to(ids[lo:hi], sims.shape)], axis=1)
