@@ -132,6 +132,12 @@ def count(s, e: Embedder) -> int:
     return s.scalar(select(func.count()).select_from(image_id.table).where(*where))
 
 
+def has_any(s, e: Embedder) -> bool:
+    """Whether the embedder has a vector at all (one index probe, where ``count`` reads them all)."""
+    _, image_id, where = _source(e)
+    return s.scalar(select(image_id).where(*where).limit(1)) is not None
+
+
 def fingerprint(s, e: Embedder) -> tuple[int, int, int | str | None]:
     """(how many, sum of their image ids, the newest write): changes when any image gains or
     loses a vector, and when a deleted image's id comes back with another image's vector (SQLite

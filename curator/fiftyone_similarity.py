@@ -49,7 +49,7 @@ def pick(lib: Library, ref: str | None) -> tuple[Embedder | None, list[str]]:
             if ref is not None:
                 raise
             return None, []
-        if embeddings.count(s, e) == 0:
+        if not embeddings.has_any(s, e):
             from curator.similarity import embed_hint
 
             return None, ([f"embedder {e.name} has no embeddings yet, so no similarity index:"

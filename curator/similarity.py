@@ -96,7 +96,7 @@ def ranked(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def pick_embedder(s, ref: str | None) -> Embedder:
     """``embeddings.find_embedder``, refusing one with no vectors yet with the command to run."""
     e = embeddings.find_embedder(s, ref)
-    if embeddings.count(s, e) == 0:
+    if not embeddings.has_any(s, e):
         raise InvalidInput(f"embedder {e.name} has no embeddings yet: {embed_hint(s, e, 'all')}")
     return e
 
