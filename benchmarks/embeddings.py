@@ -40,8 +40,8 @@ user would, with the CLI (``curator import``, ``embed``, ``build-splits``, ``tra
    ``--out``/embeddings-fiftyone-db/.
 
 Usage:
-    .venv/bin/python benchmarks/embeddings.py                       # views and digits, ~40 min on 2 cores
-    .venv/bin/python benchmarks/embeddings.py --quick               # digits, 60 a class, ~6 min
+    .venv/bin/python benchmarks/embeddings.py                       # views and digits, ~20 min on 2 busy cores
+    .venv/bin/python benchmarks/embeddings.py --quick               # digits, 60 a class, ~3 min
     .venv/bin/python benchmarks/embeddings.py --report benchmarks/out/embeddings.json   # print saved figures again (one or more files)
     .venv/bin/python benchmarks/embeddings.py --kinds photos --no-run --json benchmarks/out/embeddings-photos.json
     .venv/bin/python benchmarks/embeddings.py --sweep 0.9 0.92 0.94 --fo-similarity 0.92
@@ -332,7 +332,8 @@ def score(d: dict, ids: dict[str, int], gid: dict[int, int]) -> dict:
         ia, ib = ids.get(_staged(d, a)), ids.get(_staged(d, b))
         if ia is not None and ib is not None and ia != ib and gid.get(ia) is not None and gid.get(ia) == gid.get(ib):
             neg[r] += 1
-    return {"transforms": out, "grouped_pairs": total, "precision": round(true / total, 4) if total else None,
+    return {"transforms": out, "grouped_pairs": total, "true_pairs": true,
+            "precision": round(true / total, 4) if total else None,
             "negatives_grouped": dict(neg), "negatives": dict(collections.Counter(r for *_, r in d["negatives"])),
             "groups": len(members), "largest": max(map(len, members.values()), default=0)}
 
@@ -371,7 +372,10 @@ def added(r: dict, phash: dict) -> str:
     """The grouped pairs the embedding pass adds to pHash's (a superset of them): true / false."""
     if r is phash:
         return ""
-    true = round((r["precision"] or 0) * r["grouped_pairs"]) - round((phash["precision"] or 0) * phash["grouped_pairs"])
+    def true_of(x):  # files saved before true_pairs was kept: from the rounded precision
+        return x.get("true_pairs", round((x["precision"] or 0) * x["grouped_pairs"]))
+
+    true = true_of(r) - true_of(phash)
     return f"{true} / {r['grouped_pairs'] - phash['grouped_pairs'] - true}"
 
 
