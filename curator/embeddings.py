@@ -110,15 +110,17 @@ def describe(s, e: Embedder) -> dict:
 # -- reading vectors ------------------------------------------------------------------------------
 
 
-def _source(e: Embedder) -> tuple:
+def _source(e: Embedder, *, read: bool = False) -> tuple:
     """(vector column, image id column, conditions) of an embedder's readable vectors.
 
     A row has a vector exactly when it has no error; the conditions say ``error IS NULL``, which
     the partial indexes of migration 0009 answer, so counting a million vectors (``fingerprint``,
-    before every search) reads an index, not a gigabyte of vectors."""
-    if e.kind == "run":
-        return Prediction.embedding, Prediction.image_id, [Prediction.run_id == e.run_id, Prediction.error.is_(None)]
-    return Embedding.vector, Embedding.image_id, [Embedding.embedder_id == e.id, Embedding.error.is_(None)]
+    before every search) reads an index, not a gigabyte of vectors. ``read``: for reading the
+    vectors themselves, so a row without one (written by hand) is left out too."""
+    vector, image_id, owner = ((Prediction.embedding, Prediction.image_id, Prediction.run_id == e.run_id)
+                               if e.kind == "run" else (Embedding.vector, Embedding.image_id, Embedding.embedder_id == e.id))
+    where = [owner, image_id.table.c.error.is_(None)]
+    return vector, image_id, where + [vector.is_not(None)] if read else where
 
 
 def _written(e: Embedder):
@@ -162,7 +164,7 @@ def written_since(s, e: Embedder, last: int | str | None) -> np.ndarray:
 def dim(s, e: Embedder) -> int | None:
     """The vectors' length (a run's: from its first stored vector)."""
     if e.dim is None:
-        vector, _, where = _source(e)
+        vector, _, where = _source(e, read=True)
         first = s.scalar(select(vector).where(*where).limit(1))
         return None if first is None else len(first) // 2
     return e.dim
@@ -176,7 +178,7 @@ def image_ids(s, e: Embedder) -> np.ndarray:
 
 def vectors(s, e: Embedder, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The vectors of ``ids`` that have one: (their ids in the order given, (N, D) float32)."""
-    vector, image_id, where = _source(e)
+    vector, image_id, where = _source(e, read=True)
     found: dict[int, bytes] = {}
     ids = [int(i) for i in ids]
     for i in range(0, len(ids), CHUNK):
@@ -187,7 +189,7 @@ def vectors(s, e: Embedder, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]
 
 def batches(s, e: Embedder, *, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every vector, ``size`` at a time in image id order: (ids, (n, D) float32)."""
-    vector, image_id, where = _source(e)
+    vector, image_id, where = _source(e, read=True)
     last, d = -1, dim(s, e)
     while True:
         rows = s.execute(select(image_id, vector).where(*where, image_id > last).order_by(image_id).limit(size)).all()
