@@ -7,8 +7,8 @@ groups both kinds together, so ``build-splits`` and ``splits check`` keep a grou
 
 Incremental like the pHash pass: the images compared with these settings are remembered in a
 file beside the index (``<embedder id>.dedup.npy``); a later run asks only for the images that
-got a vector since, against all of them. Other settings compare everything again (the stored
-pairs of kind ``embedding`` are replaced).
+got a vector since, against all of them. Other settings compare everything again (the pairs
+this embedder found are replaced; another embedder's stay).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 
 from curator import embeddings, vector_index
 from curator.library import Library
-from curator.library.models import ACTIVE, DuplicatePair, Embedder, Image
+from curator.library.models import ACTIVE, DedupRun, DuplicatePair, Embedder, Image
 
 NEIGHBOURS = 10  # per image: a family of near copies larger than this is still joined by its chain
 CHUNK = 2000  # query vectors per search
@@ -65,7 +65,8 @@ def find_pairs(lib: Library, s, e: Embedder, min_similarity: float, *, full: boo
     ids = np.intersect1d(embeddings.image_ids(s, e), active, assume_unique=True)
     before = None if full else _compared(lib, e, min_similarity)
     if before is None:
-        s.execute(delete(DuplicatePair).where(DuplicatePair.kind == "embedding"))
+        mine = select(DedupRun.id).where(DedupRun.embedder == e.name)  # another embedder's pairs stay
+        s.execute(delete(DuplicatePair).where(DuplicatePair.kind == "embedding", DuplicatePair.run_id.in_(mine)))
         new = ids
     else:
         new = np.setdiff1d(ids, before, assume_unique=True)

@@ -117,3 +117,18 @@ def test_cli_dedup_with_embeddings(geo, cli):
     assert as_json(cli("dedup", "--embeddings", "geo", "--min-similarity", "0.9", "--json"))["embedding_pairs"] == 2
     assert "no embedder or run named 'nope'" in error(cli("dedup", "--embeddings", "nope"))
     assert "--min-similarity 1.5 is out of range" in error(cli("dedup", "--embeddings", "geo", "--min-similarity", "1.5"))
+
+
+def test_two_embedders_keep_their_own_pairs(geo):
+    a, b, c, d = geo.ids[:4]
+    with geo.session() as s:
+        e = embeddings.find_embedder(s, "geo")
+        ids, vecs = embeddings.vectors(s, e, geo.ids)
+    other = {int(i): v for i, v in zip(ids, vecs)}
+    other[d] = _near(other[c], 0.99, 5)  # the second embedder sees c~d as near copies
+    _store(geo, other, name="geo2")
+    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
+    dedup.find_duplicates(geo, embeddings="geo2", min_similarity=0.95)
+    assert {frozenset((a, b)), frozenset((c, d))} <= set(_pairs(geo))
+    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.96)  # geo's settings change: geo2's pairs stay
+    assert frozenset((c, d)) in _pairs(geo) and frozenset((a, b)) in _pairs(geo)
