@@ -35,7 +35,7 @@ def dedup(
 
     Example: curator dedup --threshold 8
 
-    Example: curator dedup --embeddings tf_efficientnet_lite0 --min-similarity 0.9
+    Example: curator dedup --embeddings tf_efficientnet_lite0 --min-similarity 0.98
     """
     from curator import dedup as dedup_lib
 
