@@ -77,7 +77,7 @@ def open_index(lib: Library, e: Embedder, *, on_progress: Callable[[int, int], N
     """Embedder ``e``'s index, brought up to date with the database (and saved) if it was not."""
     path = folder(lib) / f"{e.id}.faiss"
     with lib.session() as s:
-        e = s.get(Embedder, e.id)
+        e = s.get(Embedder, e.id) or e  # or made by the caller's transaction, not committed yet
         now = embeddings.fingerprint(s, e)
         current = _load(path, mapped=True)
         if current is not None and current.meta.get("fingerprint") == list(now):

@@ -162,3 +162,14 @@ def test_a_runs_embedder_and_a_models_keep_separate_files(library):
     b = add_images(library, clusters(2, 4, seed=3), "b")
     ia, ib = (vector_index.open_index(library, embedder(library, n)) for n in ("a", "b"))
     assert ia.path != ib.path and held(ia) == a and held(ib) == b
+
+
+def test_an_embedder_made_in_a_transaction_still_open_opens_its_index(library):
+    """`find --unfamiliar --embedder RUN` makes the run's embedder row in find's transaction and
+    opens the index before that commits: the index's own session cannot see the row yet."""
+    with library.session() as s:
+        e = Embedder(name="fresh", kind="model", model="synthetic", weights="none", dim=D)
+        s.add(e)
+        s.flush()
+        vi = vector_index.open_index(library, e)
+    assert vi.size == 0
