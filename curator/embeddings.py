@@ -135,8 +135,9 @@ def count(s, e: Embedder) -> int:
 
 
 def has_any(s, e: Embedder) -> bool:
-    """Whether the embedder has a vector at all (one index probe, where ``count`` reads them all)."""
-    _, image_id, where = _source(e)
+    """Whether the embedder has a vector at all (a probe that stops at the first, where ``count``
+    reads them all)."""
+    _, image_id, where = _source(e, read=True)
     return s.scalar(select(image_id).where(*where).limit(1)) is not None
 
 
