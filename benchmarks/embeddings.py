@@ -449,7 +449,7 @@ def co_grouped(edges) -> list[list[int]]:
 
 
 def child_curator(job: dict) -> dict:
-    from curator import dedup, embedding_pairs, embeddings, similarity
+    from curator import dedup, embedding_pairs, embeddings, similarity, vector_index
     from curator.library import open_library
 
     lib = open_library(job["db"])
@@ -460,9 +460,11 @@ def child_curator(job: dict) -> dict:
     t0 = time.perf_counter()
     dedup.find_duplicates(lib, full=True, embeddings=job["embedder"], min_similarity=job["min_similarity"])
     t_dup = time.perf_counter() - t0
-    with lib.session() as s:  # every pair >= S (the stored ones leave out pHash's); replaces the stored
+    with lib.session() as s:
         e = embeddings.find_embedder(s, job["embedder"])
-        edges = embedding_pairs.find_pairs(lib, s, e, job["min_similarity"], full=True)[0].tolist()
+    index = vector_index.open_index(lib, e)
+    with lib.session() as s:  # every pair >= S (the stored ones leave out pHash's); replaces the stored
+        edges = embedding_pairs.find_pairs(lib, s, e, index, job["min_similarity"], full=True)[0].tolist()
     return {"similar_s": round(t_sim, 3), "queries": len(top), "near_duplicates_s": round(t_dup, 3),
             "peak_mib": peak_mib(), "top": top, "pairs": co_grouped(edges)}
 

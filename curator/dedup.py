@@ -174,7 +174,7 @@ def find_duplicates(
         raise InvalidInput(f"--min-similarity {min_similarity} is out of range: give more than 0, at most 1"
                            f" ({DEFAULT_MIN_SIMILARITY} is the default)")
     started = time.perf_counter()
-    embedder = _embedder(lib, embeddings)
+    embedder, index = _embedder(lib, embeddings)
     with lib.session() as s:
         last = s.scalar(select(DedupRun).where(DedupRun.finished_at.is_not(None)).order_by(DedupRun.id.desc()))
         same = last is not None and (last.threshold, last.color_threshold) == (threshold, color_threshold)
@@ -191,7 +191,7 @@ def find_duplicates(
         pairs = dedup_index.near_pairs(h.phash, threshold, new_from=new_from)
         summary.candidate_pairs = len(pairs)
         summary.new_pairs = _store_pairs(s, lib, h, pairs, color_threshold, run.id)
-        compared = embedder and _embedding_pass(s, lib, h, embedder, min_similarity, full, run.id, summary)
+        compared = embedder and _embedding_pass(s, lib, h, embedder, index, min_similarity, full, run.id, summary)
         summary.groups, summary.images_in_groups = _regroup(s)
         summary.conflicts = len(_conflicting_groups(s))
         run.last_image_id = int(h.ids[-1]) if len(h.ids) else 0
@@ -206,18 +206,18 @@ def find_duplicates(
 
 
 def _embedder(lib: Library, ref: str | None):
-    """The embedder ``--embeddings`` names (None: none), its index brought up to date first."""
+    """The embedder ``--embeddings`` names and its index, brought up to date before the run's
+    transaction begins; (None, None) without one."""
     if ref is None:
-        return None
+        return None, None
     from curator import embeddings, vector_index
 
     with lib.session() as s:
         e = embeddings.find_embedder(s, ref)
-    vector_index.open_index(lib, e)
-    return e
+    return e, vector_index.open_index(lib, e)
 
 
-def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, min_similarity: float, full: bool, run_id: int,
+def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, index, min_similarity: float, full: bool, run_id: int,
                     summary: DedupSummary) -> np.ndarray:
     """Store the pairs of kind ``embedding`` (their pHash distance and colour difference too,
     for the record; a pair already stored by pHash stays as it is). Returns the ids compared."""
@@ -226,7 +226,7 @@ def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, min_similarity: flo
     from curator import dedup_index, embedding_pairs
     from curator.library.inserts import insert_new
 
-    pairs, sims, compared = embedding_pairs.find_pairs(lib, s, e, min_similarity, full=full)
+    pairs, sims, compared = embedding_pairs.find_pairs(lib, s, e, index, min_similarity, full=full)
     summary.embedding_pairs = len(pairs)
     if not len(pairs):
         return compared

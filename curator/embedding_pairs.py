@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 
 from curator import embeddings, vector_index
 from curator.library import Library
-from curator.library.models import ACTIVE, DedupRun, DuplicatePair, Embedder, Image
+from curator.library.models import DedupRun, DuplicatePair, Embedder
 
 NEIGHBOURS = 10  # per image: a family of near copies larger than this is still joined by its chain
 CHUNK = 2000  # query vectors per search
@@ -53,16 +53,19 @@ def remember(lib: Library, e: Embedder, min_similarity: float, ids: np.ndarray) 
     path.with_suffix(".json").write_text(json.dumps({"min_similarity": min_similarity}))
 
 
-def find_pairs(lib: Library, s, e: Embedder, min_similarity: float, *, full: bool = False,
-               on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def find_pairs(lib: Library, s, e: Embedder, index: vector_index.VectorIndex, min_similarity: float, *,
+               full: bool = False, on_progress: Callable[[int, int], None] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of active images at or above ``min_similarity``, for the images not compared yet.
+
+    Args:
+        index: ``e``'s index, brought up to date before ``s``'s transaction began (a rebuild
+            inside it would hold the library's write lock for minutes at a million images).
 
     Returns:
         (pairs (P, 2) image ids, smaller first; their similarities (P,); every id compared).
     """
-    index = vector_index.open_index(lib, e)
-    active = np.fromiter(s.scalars(select(Image.id).where(Image.status == ACTIVE).order_by(Image.id)), dtype=np.int64)
-    ids = np.intersect1d(embeddings.image_ids(s, e), active, assume_unique=True)
+    ids = embeddings.image_ids(s, e, active=True)
     before = None if full else _compared(lib, e, min_similarity)
     if before is None:
         mine = select(DedupRun.id).where(DedupRun.embedder == e.name)  # another embedder's pairs stay

@@ -171,10 +171,16 @@ def dim(s, e: Embedder) -> int | None:
     return e.dim
 
 
-def image_ids(s, e: Embedder) -> np.ndarray:
-    """The ids of every image with a vector, ascending (int64)."""
+def image_ids(s, e: Embedder, *, active: bool = False) -> np.ndarray:
+    """The ids of every image with a vector (``active``: of the active images only, joined in
+    the database), ascending (int64)."""
+    from curator.library.models import ACTIVE
+
     _, image_id, where = _source(e)
-    return np.fromiter(s.scalars(select(image_id).where(*where).order_by(image_id)), dtype=np.int64)
+    stmt = select(image_id).where(*where).order_by(image_id)
+    if active:
+        stmt = stmt.join(Image, Image.id == image_id).where(Image.status == ACTIVE)
+    return np.fromiter(s.scalars(stmt), dtype=np.int64)
 
 
 def vectors(s, e: Embedder, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
