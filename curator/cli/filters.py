@@ -49,7 +49,7 @@ def find(
     limit: Annotated[Optional[int], typer.Option(help="Show (and act on) at most this many.", min=1)] = None,
     offset: Annotated[int, typer.Option(help="Skip this many matches first (after --lowest): with --limit, a page;"
                                              " pages are stable, ties broken by image id.", min=0)] = 0,
-    unfamiliar: Annotated[bool, typer.Option("--unfamiliar", help="Pool images (or those of --label) farthest from every labelled image, by embedding: new classes, junk.")] = False,
+    unfamiliar: Annotated[bool, typer.Option("--unfamiliar", help="Pool images (or those of --label) more like each other than like any labelled image, by embedding: new classes first.")] = False,
     outliers: Annotated[bool, typer.Option("--outliers", help="Labelled images farthest from their classmates, by embedding: label errors, bad images (--class C: of class C).")] = False,
     embedder: EmbedderOption = None,
     accept: Annotated[bool, typer.Option("--accept", help="Action: take each shown image's prediction as its label.")] = False,
