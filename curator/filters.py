@@ -52,7 +52,7 @@ class Query:
     tag: str | None = None  # only images carrying this tag
     limit: int | None = None
     offset: int = 0  # skip this many of the sorted matches (after --lowest), for paging
-    unfamiliar: bool = False  # sorted by distance to the nearest labelled image (curator.similarity)
+    unfamiliar: bool = False  # new-class candidates first: more like the pool than the labelled (curator.similarity)
     outliers: bool = False  # labelled images sorted by distance to their classmates; ``predicted``
     # names the labelled class here when ``label`` is not given (``find --outliers --class C``)
     embedder: str | None = None  # whose vectors --unfamiliar / --outliers compare
