@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,20 @@ def library(db):
     lib = open_library(db)
     yield lib
     lib.close()
+
+
+@pytest.fixture(autouse=True)
+def fiftyone_database_stopped(tmp_path):
+    """Stop a FiftyOne database this test started in its folder before pytest removes the folder
+    (``tmp_path_retention_policy = "failed"``): a mongod whose files vanish dies, and the next
+    test's connect would wait on it for ever while closing the old client."""
+    yield
+    fod = sys.modules.get("fiftyone.core.odm.database")
+    folder = getattr(getattr(fod, "_db_service", None), "folder", None)
+    if folder and Path(folder).is_relative_to(tmp_path):
+        from curator import fiftyone_sync
+
+        fiftyone_sync._disconnect(fod)
 
 
 @pytest.fixture
