@@ -9,6 +9,10 @@ that peak memory (``getrusage`` max RSS) belongs to that run alone:
                     (both cores: ``workers=None``); then "add 1%": the last 1% of the items
                     searched as new (``new_from=N - N//100``) plus grouping, as an incremental
                     re-run does; at N <= 20,000 the pairs are checked against brute force.
+  curator-crops     what ``curator dedup`` runs since migration 0010: ``crop_hash.candidate_pairs``
+                    over each item's hash and its ``len(CUTS)`` inner-crop hashes (seeded,
+                    uniform: the search's worst case, every hash distinct), then ``groups``;
+                    "add 1%" likewise. Its scores count the chance pairs the extra hashes add.
   imagededup        ``PHash().find_duplicates(encoding_map={name: hex}, max_distance_threshold=
                     threshold)`` with its Linux default ``search_method='brute_force_cython'``
                     and 2 distance workers (timed: the call alone, not turning its dict into
@@ -229,9 +233,40 @@ def run_bktree_build(n: int, threshold: int) -> dict:
             "peak_mib": peak_mib()}
 
 
+def run_curator_crops(n: int, threshold: int) -> dict:
+    from curator import crop_hash
+    from curator.dedup_index import groups
+
+    import scipy.sparse.csgraph  # noqa: F401
+
+    u, planted = make_hashes(n, threshold)
+    inner = np.random.default_rng(SEED + 1).integers(0, 2**63, size=(n, len(crop_hash.CUTS)), dtype=np.int64)
+    signed = u.view(np.int64) if u.dtype == np.uint64 else u
+    before = peak_mib()
+    start = time.perf_counter()
+    pairs = crop_hash.candidate_pairs(signed, inner, threshold)
+    pairs_seconds = time.perf_counter() - start
+    labels = groups(n, pairs)
+    seconds, peak = time.perf_counter() - start, peak_mib()
+    new_from = n - n // 100
+    start = time.perf_counter()
+    new = crop_hash.candidate_pairs(signed, inner, threshold, new_from=new_from)
+    groups(n, np.concatenate([pairs[pairs[:, 1] < new_from], new]))
+    add_seconds = time.perf_counter() - start
+    return {
+        "status": "ok", "seconds": round(seconds, 3), "pairs_seconds": round(pairs_seconds, 3),
+        "add_1pct_seconds": round(add_seconds, 3),
+        "incremental_matches": bool(np.array_equal(new, pairs[pairs[:, 1] >= new_from])),
+        "exact": None, "peak_mib": peak, "before_mib": before,
+        **score(u, planted, pairs, labels, threshold),
+    }
+
+
 def child(method: str, n: int, threshold: int) -> None:
     if method == "curator":
         result = run_curator(n, threshold)
+    elif method == "curator-crops":
+        result = run_curator_crops(n, threshold)
     elif method == "bktree-build":
         result = run_bktree_build(n, threshold)
     else:
@@ -299,13 +334,13 @@ def main(argv: list[str] | None = None) -> None:
     timeout = args.peer_timeout or (120 if args.quick else 600)
     peers = {"all": list(PEERS), "imagededup": ["imagededup"], "none": []}[args.peers]
     rows = []
-    for method in ["curator", *peers]:
+    for method in ["curator", "curator-crops", *peers]:
         stopped = None
         for n in sizes:
             if stopped:
                 result = {"status": f"not run: {stopped}"}
             else:
-                result = spawn(method, n, args.threshold, None if method == "curator" else timeout)
+                result = spawn(method, n, args.threshold, None if method.startswith("curator") else timeout)
                 if not result["status"].startswith("ok"):
                     stopped = f"{result['status'].split(':')[0]} at N={n:,}"
             rows.append({"n": n, "method": method, "threshold": args.threshold, **result})

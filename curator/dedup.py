@@ -1,26 +1,34 @@
-"""Duplicate groups: images that are the same picture, found by pHash and colour, stored.
+"""Duplicate groups: images that are the same picture, found by pHash, colour and detail, stored.
 
 ``find_duplicates`` compares the library's perceptual hashes through a multi-index hash
-(``curator.dedup_index``: no all-pairs loop), keeps the pairs whose colour signatures agree too
-(pHash is grey: a red and a blue version of one part are not duplicates), and joins pairs into
-groups with one canonical image each: real before staged or synthetic, then the largest, then
-the oldest. Runs are incremental: only images added since the last run with the same settings
-are compared (against everything), and only what changed is written back: after an import, a
-run reads every image's id and pHash and little else, and writes a few rows. Exact duplicates
-of the same bytes never get here: an import already made them one image; two files with the
-same decoded pixels are found here (distance 0) and marked ``pixels``.
-"""
+(``curator.dedup_index``: no all-pairs loop), each image's whole-picture pHash and those of two
+inner crops (``curator.crop_hash``: a copy cropped 3-5% a side is found), keeps the pairs whose
+colour signatures agree (pHash is grey: a red and a blue version of one part are not duplicates)
+and whose 256-bit pHashes agree at the best alignment (64 bits cannot tell two upscaled 8x8
+digits of one hand from a copy), and joins pairs into groups with one canonical image each:
+real before staged or synthetic, then the largest, then the oldest. Runs are incremental: only
+images added since the last run with the same settings are compared (against everything), and
+only what changed is written back: after an import, a run reads every image's id and 64-bit
+hashes and little else, and writes a few rows. Exact duplicates of the same bytes never get
+here: an import already made them one image; two files with the same decoded pixels are found
+here (distance 0) and marked ``pixels``."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_MIN_SIMILARITY, DEFAULT_THRESHOLD
+from curator.defaults import (
+    DEFAULT_COLOR_THRESHOLD,
+    DEFAULT_DETAIL_THRESHOLD,
+    DEFAULT_MIN_SIMILARITY,
+    DEFAULT_THRESHOLD,
+)
 from curator.errors import InvalidInput
 from curator.library import Library
 from curator.library.models import (
@@ -50,6 +58,10 @@ class DedupSummary:
     conflicts: int = 0
     seconds: float = 0.0
     embedding_pairs: int = 0  # with --embeddings: pairs at or above --min-similarity (before the forest)
+    embedding_unlike_in_detail: int = 0  # ... that the 256-bit check turned away
+    unlike_in_color: int = 0  # candidate pairs the colour check turned away
+    unlike_in_detail: int = 0  # ... and the 256-bit check (curator.crop_hash)
+    hashed: int = 0  # images imported before crop hashes existed, hashed from their files first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +71,7 @@ class DedupSummary:
 class _Hashes:
     ids: np.ndarray  # (N,) int64 image ids, ascending
     phash: np.ndarray  # (N,) int64 pHashes (the 64 bits read as signed)
+    inner: np.ndarray  # (N, len(crop_hash.CUTS)) int64 pHashes of inner crops (its pHash where none)
 
 
 def _load(s: Session) -> _Hashes:
@@ -69,9 +82,15 @@ def _load(s: Session) -> _Hashes:
     """
     import numpy as np
 
-    stmt = select(Image.id, Image.phash).where(Image.status == ACTIVE, Image.phash.is_not(None)).order_by(Image.id)
-    table = np.array(_driver_rows(s, stmt), dtype=np.int64).reshape(-1, 2)
-    return _Hashes(table[:, 0].copy(), table[:, 1].copy())
+    from curator import crop_hash
+
+    stmt = (select(Image.id, Image.phash, Image.crop_phashes)
+            .where(Image.status == ACTIVE, Image.phash.is_not(None)).order_by(Image.id))
+    rows = _driver_rows(s, stmt)
+    table = np.array([r[:2] for r in rows], dtype=np.int64).reshape(-1, 2)
+    phash = table[:, 1].copy()
+    return _Hashes(table[:, 0].copy(), phash, crop_hash.inner_hashes([bytes(r[2]) if r[2] is not None else None
+                                                                      for r in rows], phash))
 
 
 def _driver_rows(s: Session, stmt) -> list[tuple]:
@@ -149,6 +168,8 @@ def find_duplicates(
     full: bool = False,
     embeddings: str | None = None,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
+    detail_threshold: int = DEFAULT_DETAIL_THRESHOLD,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DedupSummary:
     """Find near and pixel-identical duplicates among active images and store the groups.
 
@@ -156,6 +177,11 @@ def find_duplicates(
         threshold: the largest pHash Hamming distance (bits, 0-16) that counts as a duplicate.
         color_threshold: the largest colour difference that counts (``color_distance``, 0-1:
             the share of pixels in other colour bins, in the channel where most moved).
+        detail_threshold: the largest distance (of 256 bits, best alignment) between two
+            images' fine pHashes that counts (``curator.crop_hash``); pairs where either has
+            none are judged by the 64-bit pHash and colour alone.
+        on_progress: called with (done, total) while images imported before crop hashes
+            existed are hashed from their files (once per library).
         full: compare everything again; also implied when the settings changed since the
             last run (earlier pairs found with other settings are dropped).
         embeddings: an embedder (``curator.embeddings.find_embedder``): also pair the images
@@ -164,34 +190,40 @@ def find_duplicates(
     """
     import numpy as np
 
-    from curator import dedup_index
-
     if not 0 <= threshold <= 16:
         raise InvalidInput(f"--threshold {threshold} is out of range: give 0 to 16 bits (8 is the default)")
     if not 0 <= color_threshold <= 1:
         raise InvalidInput(f"--color-threshold {color_threshold} is out of range: give 0 to 1 ({DEFAULT_COLOR_THRESHOLD} is the default)")
+    if not 0 <= detail_threshold <= 256:
+        raise InvalidInput(f"--detail-threshold {detail_threshold} is out of range: give 0 to 256 bits"
+                           f" ({DEFAULT_DETAIL_THRESHOLD} is the default)")
     if not 0 < min_similarity <= 1:
         raise InvalidInput(f"--min-similarity {min_similarity} is out of range: give more than 0, at most 1"
                            f" ({DEFAULT_MIN_SIMILARITY} is the default)")
+    from curator import crop_hash
+
     started = time.perf_counter()
+    hashed, _ = crop_hash.backfill(lib, on_progress=on_progress)
     embedder, index = _embedder(lib, embeddings)
     with lib.session() as s:
         last = s.scalar(select(DedupRun).where(DedupRun.finished_at.is_not(None)).order_by(DedupRun.id.desc()))
-        same = last is not None and (last.threshold, last.color_threshold) == (threshold, color_threshold)
+        settings = (threshold, color_threshold, detail_threshold)
+        same = last is not None and (last.threshold, last.color_threshold, last.detail_threshold) == settings
         full = full or not same
         if full:
             s.execute(delete(DuplicatePair).where(DuplicatePair.kind != "embedding"))
-        run = DedupRun(threshold=threshold, color_threshold=color_threshold,
+        run = DedupRun(threshold=threshold, color_threshold=color_threshold, detail_threshold=detail_threshold,
                        embedder=embedder and embedder.name, min_similarity=embedder and min_similarity)
         s.add(run)
         s.flush()
         h = _load(s)
         new_from = 0 if full else int(np.searchsorted(h.ids, last.last_image_id, side="right"))
-        summary = DedupSummary(run.id, full, images=len(h.ids), compared=len(h.ids) - new_from)
-        pairs = dedup_index.near_pairs(h.phash, threshold, new_from=new_from)
+        summary = DedupSummary(run.id, full, images=len(h.ids), compared=len(h.ids) - new_from, hashed=hashed)
+        pairs = crop_hash.candidate_pairs(h.phash, h.inner, threshold, new_from=new_from)
         summary.candidate_pairs = len(pairs)
-        summary.new_pairs = _store_pairs(s, lib, h, pairs, color_threshold, run.id)
-        compared = embedder and _embedding_pass(s, lib, h, embedder, index, min_similarity, full, run.id, summary)
+        summary.new_pairs = _store_pairs(s, h, pairs, color_threshold, detail_threshold, run.id, summary)
+        compared = embedder and _embedding_pass(s, lib, h, embedder, index, min_similarity, detail_threshold, full,
+                                                run.id, summary)
         summary.groups, summary.images_in_groups = _regroup(s)
         summary.conflicts = len(_conflicting_groups(s))
         run.last_image_id = int(h.ids[-1]) if len(h.ids) else 0
@@ -217,10 +249,11 @@ def _embedder(lib: Library, ref: str | None):
     return e, vector_index.open_index(lib, e)
 
 
-def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, index, min_similarity: float, full: bool, run_id: int,
-                    summary: DedupSummary) -> np.ndarray:
-    """Store the pairs of kind ``embedding`` (their pHash distance and colour difference too,
-    for the record; a pair already stored by pHash stays as it is). Returns the ids compared."""
+def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, index, min_similarity: float, detail_threshold: int,
+                    full: bool, run_id: int, summary: DedupSummary) -> np.ndarray:
+    """Store the pairs of kind ``embedding`` alike in detail too (their pHash distance and colour
+    difference for the record; no colour check: colour variants are what this pass is for; a
+    pair already stored by pHash stays as it is). Returns the ids compared."""
     import numpy as np
 
     from curator import dedup_index, embedding_pairs
@@ -228,6 +261,9 @@ def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, index, min_similari
 
     pairs, sims, compared = embedding_pairs.find_pairs(lib, s, e, index, min_similarity, full=full)
     summary.embedding_pairs = len(pairs)
+    alike = ~(_detail_distances(s, pairs[:, 0], pairs[:, 1]) > detail_threshold)  # NaN: the vectors decide
+    summary.embedding_unlike_in_detail = int((~alike).sum())
+    pairs, sims = pairs[alike], sims[alike]
     if not len(pairs):
         return compared
     k = np.searchsorted(h.ids, pairs)
@@ -246,24 +282,50 @@ def _embedding_pass(s: Session, lib: Library, h: _Hashes, e, index, min_similari
     return compared
 
 
-def _store_pairs(s: Session, lib: Library, h: _Hashes, pairs: np.ndarray, color_threshold, run_id) -> int:
+def _store_pairs(s: Session, h: _Hashes, pairs: np.ndarray, color_threshold: float, detail_threshold: int,
+                 run_id: int, summary: DedupSummary) -> int:
+    """Keep the candidates alike in colour and in detail (NaN, no signature: the 64-bit pHash
+    decides), then the spanning forest of them; returns the pairs stored."""
     import numpy as np
+
+    from curator import dedup_index
 
     if not len(pairs):
         return 0
-    cdist = _color_distances(s, h.ids[pairs[:, 0]], h.ids[pairs[:, 1]])
-    keep = ~(cdist > color_threshold)  # NaN (no signature) keeps the pair: pHash alone decides
+    a, b = h.ids[pairs[:, 0]], h.ids[pairs[:, 1]]
+    cdist = _color_distances(s, a, b)
+    color_ok = ~(cdist > color_threshold)
+    summary.unlike_in_color = int((~color_ok).sum())
+    detail = np.full(len(pairs), np.nan)
+    detail[color_ok] = _detail_distances(s, a[color_ok], b[color_ok])
+    detail_ok = ~(detail > detail_threshold)
+    summary.unlike_in_detail = int((color_ok & ~detail_ok).sum())
+    keep = color_ok & detail_ok
     pairs, cdist = _spanning_forest(pairs[keep], cdist[keep], len(h.ids))
     i, j, dist = pairs[:, 0], pairs[:, 1], pairs[:, 2]
+    whole = dedup_index.hamming(h.phash[i], h.phash[j])  # 0 with another alignment is no pixel match
     rows = [
         {"image_a": int(a), "image_b": int(b), "distance": int(d), "run_id": run_id,
-         "kind": "pixels" if d == 0 and _same_pixels(s, int(a), int(b)) else "phash",
+         "kind": "pixels" if w == 0 and _same_pixels(s, int(a), int(b)) else "phash",
          "color_distance": None if np.isnan(c) else round(float(c), 4)}
-        for a, b, d, c in zip(h.ids[i], h.ids[j], dist, cdist)
+        for a, b, d, w, c in zip(h.ids[i], h.ids[j], dist, whole, cdist)
     ]
-    if rows:  # the colour check may drop every candidate: an empty executemany inserts DEFAULT VALUES
+    if rows:  # the checks may drop every candidate: an empty executemany inserts DEFAULT VALUES
         s.execute(insert(DuplicatePair), rows)  # one executemany, not an ORM object a pair
     return len(rows)
+
+
+def _detail_distances(s: Session, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``crop_hash.detail_distances`` of images ``a[k]`` and ``b[k]`` (ids), read in chunks."""
+    from curator import crop_hash
+
+    fine: dict[int, bytes] = {}
+    ids = sorted(set(a.tolist()) | set(b.tolist()))
+    for lo in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[lo:lo + _IN_CHUNK]
+        fine.update((i, bytes(f)) for i, f in s.execute(
+            select(Image.id, Image.fine_hashes).where(Image.id.in_(chunk), Image.fine_hashes.is_not(None))))
+    return crop_hash.detail_distances([fine.get(x) for x in a.tolist()], [fine.get(x) for x in b.tolist()])
 
 
 def _spanning_forest(pairs: np.ndarray, cdist: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

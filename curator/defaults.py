@@ -15,13 +15,21 @@ DEFAULT_THRESHOLD = 8  # pHash bits; planted re-encodes, resizes and slight crop
 # percentile and 0.164 at worst (a flat background on a bin edge); sample_data's skin tones
 # start at 0.174. 0.17 sits in that gap.
 DEFAULT_COLOR_THRESHOLD = 0.17
+# Of the 256 bits of curator.crop_hash's fine pHashes, best alignment: a pair near in the 64-bit
+# pHash (at some crop) or in an embedding is kept only within this. Calibrated by
+# benchmarks/crop_hash_calibration.py on emoji views, photo crops, grey photos, faces and digits:
+# at 36 every kind keeps >= 0.95 of its planted re-encodes, resizes, 3-5% crops and colour shifts
+# and views, photos, grey and faces group no look-alike; 40 chains two digits of one hand to
+# re-encoded ones (precision 0.46), 32 loses a tenth of the photo crops and digit brightenings.
+DEFAULT_DETAIL_THRESHOLD = 36
 
-# `dedup --embeddings`: the cosine similarity at and above which two images are near duplicates.
-# Calibrated by benchmarks/embeddings.py with EfficientNet-Lite0 at 224 px on emoji views, digits
-# and photo crops: at 0.98 the embedding pass adds no wrong pair on photos and 13 on views (re-
-# encodes, resizes and most colour shifts found); at 0.97, 34 and 635 (digits) wrong ones. A run's
-# own embeddings are on another scale (a re-encoded digit at 0.24-0.62): give them a lower value.
-DEFAULT_MIN_SIMILARITY = 0.98
+# `dedup --embeddings`: the cosine similarity at and above which two images are near duplicates
+# (when alike in detail too: DEFAULT_DETAIL_THRESHOLD). Calibrated by benchmarks/embeddings.py with
+# EfficientNet-Lite0 at 224 px on emoji views, digits and photo crops: 0.90 and 0.93 meet recall and
+# precision 0.95 on every planted transform of views and photos; 0.95 finds 0.90 of views' hue
+# shifts. 0.93 adds 37 wrong pairs on views against 0.90's 50 (skin tones: colour variants pass).
+# A run's own embeddings are on another scale (a re-encoded digit at 0.24-0.62): give them a lower value.
+DEFAULT_MIN_SIMILARITY = 0.93
 
 DEMO_DB = Path("db") / "demo" / "curator.sqlite"  # `curator demo` always replaces a library here
 DEMO_TRAINING = {"model": "resnet18", "img_size": 64, "epochs": 20, "patience": 5, "batch_size": 32}

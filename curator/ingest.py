@@ -39,7 +39,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from curator import decode, history, ingest_locks, tallies
+from curator import crop_hash, decode, history, ingest_locks, tallies
 from curator.classes import LabelSpec, parse_label, resolve
 from curator.decode import FORMATS, IMAGE_SUFFIXES, MAX_PIXELS, Unreadable
 from curator.errors import InvalidInput
@@ -55,7 +55,8 @@ from curator.library.models import (
     utcnow,
 )
 
-META = ("phash", "width", "height", "format", "mode", "exif_orientation", "color_sig")  # what probe reads
+META = ("phash", "width", "height", "format", "mode", "exif_orientation", "color_sig",  # what probe reads
+        "crop_phashes", "fine_hashes")
 HASH_SIDE = 64  # images are reduced to about this before the 32x32 pHash resize
 SERIAL_BELOW = 48  # fewer new files than this are probed in-process: no pool start-up cost
 
@@ -122,6 +123,12 @@ def probe(path: str, max_pixels: int | None = MAX_PIXELS) -> dict:
     return out
 
 
+def hash_bytes(data: bytes) -> dict:
+    """What an import stores of an image's pixels (size, format, colour signature, pHashes),
+    from its bytes; raises Unreadable."""
+    return _decode(data, None)
+
+
 def _decode(data: bytes, max_pixels: int | None) -> dict:
     """Metadata, colour signature and pHash of an image held in memory; raises Unreadable."""
     import imagehash
@@ -143,6 +150,7 @@ def _decode(data: bytes, max_pixels: int | None) -> dict:
         img = img.reduce(factor)
     meta["color_sig"] = color_signature(img)
     img = img.convert("L")
+    meta["crop_phashes"], meta["fine_hashes"] = crop_hash.signatures(img)
     bits = imagehash.phash(img).hash.flatten()  # row-major, as imagehash's own hex string
     value = int.from_bytes(np.packbits(bits).tobytes(), "big")
     meta["phash"] = value - (1 << 64) if value >= 1 << 63 else value  # fits SQLite's INTEGER

@@ -220,6 +220,7 @@ def test_an_image_joining_two_groups_merges_them_into_the_older(library):
         ({"threshold": 17}, "--threshold 17 is out of range: give 0 to 16 bits (8 is the default)"),
         ({"threshold": -1}, "--threshold -1 is out of range: give 0 to 16 bits (8 is the default)"),
         ({"color_threshold": 1.5}, "--color-threshold 1.5 is out of range: give 0 to 1 (0.17 is the default)"),
+        ({"detail_threshold": 300}, "--detail-threshold 300 is out of range: give 0 to 256 bits (36 is the default)"),
     ],
 )
 def test_bad_settings_are_refused(library, cli, kwargs, message):

@@ -1,7 +1,9 @@
 """`dedup --embeddings`: near duplicates by embedding, grouped with the pHash pairs, kept in one split.
 
 The vectors are written straight into the library for an embedder of known geometry, so which
-pairs are near is known exactly; the images are real files (distinct pHashes).
+pairs are near is known exactly; the images are real files (distinct pHashes). Their pictures are
+unrelated, so the 256-bit detail check (curator.crop_hash) would turn every such pair away: these
+tests switch it off (``OFF``) but the one that shows it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from curator.library.models import DuplicatePair, Embedding, Image
 from conftest import as_json, error, write_image
 
 DIM = 16
+OFF = {"detail_threshold": 256}  # the vectors alone decide
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -62,22 +65,27 @@ def _pairs(lib) -> dict[frozenset, DuplicatePair]:
 
 def test_pairs_at_or_above_the_similarity_are_stored_as_embedding_pairs(geo):
     a, b, c, d = geo.ids[:4]
-    summary = dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
+    summary = dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95, **OFF)
     pairs = _pairs(geo)
     assert set(pairs) == {frozenset((a, b))} and summary.embedding_pairs == 1
     p = pairs[frozenset((a, b))]
     assert p.kind == "embedding" and p.similarity == pytest.approx(0.97, abs=0.005) and 0 <= p.distance <= 64
-    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.9)  # other settings: all again
+    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.9, **OFF)  # other settings: all again
     assert set(_pairs(geo)) == {frozenset((a, b)), frozenset((c, d))}
     with geo.session() as s:
         groups = {frozenset(m["id"] for m in g["members"]) for g in dedup.list_groups(s)}
     assert groups == {frozenset((a, b)), frozenset((c, d))}
 
 
+def test_pairs_of_unrelated_pictures_are_turned_away_by_the_detail_check(geo):
+    summary = dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
+    assert (summary.embedding_pairs, summary.embedding_unlike_in_detail, len(_pairs(geo))) == (1, 1, 0)
+
+
 def test_incremental_run_compares_only_what_was_embedded_since(geo, tmp_path):
     a = geo.ids[0]
-    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
-    again = dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
+    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95, **OFF)
+    again = dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95, **OFF)
     assert again.embedding_pairs == 0 and len(_pairs(geo)) == 1  # nothing new, pairs kept
     new = write_image(tmp_path / "late" / "x.png", seed=999)
     ingest.import_paths(geo, [new])
@@ -87,7 +95,7 @@ def test_incremental_run_compares_only_what_was_embedded_since(geo, tmp_path):
         base = embeddings.vectors(s, e, [a])[1][0]
         insert_new(s, Embedding, [{"embedder_id": e.id, "image_id": new_id,
                                    "vector": _unit(_near(base, 0.99, 7)).astype(np.float16).tobytes()}])
-    third = dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
+    third = dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95, **OFF)
     assert third.embedding_pairs >= 1
     with geo.session() as s:
         assert s.get(Image, new_id).dup_group_id == s.get(Image, a).dup_group_id is not None
@@ -95,8 +103,8 @@ def test_incremental_run_compares_only_what_was_embedded_since(geo, tmp_path):
 
 def test_a_plain_dedup_keeps_the_embedding_pairs_and_splits_keep_the_group_together(geo):
     a, b = geo.ids[:2]
-    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
-    dedup.find_duplicates(geo, threshold=6, full=True)  # pHash pairs redone; embedding pairs stay
+    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95, **OFF)
+    dedup.find_duplicates(geo, threshold=6, full=True, **OFF)  # pHash pairs redone; embedding pairs stay
     assert frozenset((a, b)) in _pairs(geo)
     for seed in range(4):  # whatever the seed, the pair lands in one split
         name = f"s{seed}"
@@ -113,8 +121,9 @@ def test_a_plain_dedup_keeps_the_embedding_pairs_and_splits_keep_the_group_toget
 
 def test_cli_dedup_with_embeddings(geo, cli):
     out = cli("dedup", "--embeddings", "geo", "--min-similarity", "0.95")
-    assert out.exit_code == 0 and "1 near in embedding" in out.stdout
-    assert as_json(cli("dedup", "--embeddings", "geo", "--min-similarity", "0.9", "--json"))["embedding_pairs"] == 2
+    assert out.exit_code == 0 and "1 near in embedding, 1 of them unlike in detail" in out.stdout
+    assert as_json(cli("dedup", "--embeddings", "geo", "--min-similarity", "0.9", "--detail-threshold", "256",
+                       "--json"))["embedding_pairs"] == 2
     assert "no embedder or run named 'nope'" in error(cli("dedup", "--embeddings", "nope"))
     assert "--min-similarity 1.5 is out of range" in error(cli("dedup", "--embeddings", "geo", "--min-similarity", "1.5"))
 
@@ -127,8 +136,8 @@ def test_two_embedders_keep_their_own_pairs(geo):
     other = {int(i): v for i, v in zip(ids, vecs)}
     other[d] = _near(other[c], 0.99, 5)  # the second embedder sees c~d as near copies
     _store(geo, other, name="geo2")
-    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95)
-    dedup.find_duplicates(geo, embeddings="geo2", min_similarity=0.95)
+    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.95, **OFF)
+    dedup.find_duplicates(geo, embeddings="geo2", min_similarity=0.95, **OFF)
     assert {frozenset((a, b)), frozenset((c, d))} <= set(_pairs(geo))
-    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.96)  # geo's settings change: geo2's pairs stay
+    dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.96, **OFF)  # geo's settings change: geo2's pairs stay
     assert frozenset((c, d)) in _pairs(geo) and frozenset((a, b)) in _pairs(geo)

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
-from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_MIN_SIMILARITY, DEFAULT_THRESHOLD
+from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, progress, table
+from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_DETAIL_THRESHOLD, DEFAULT_MIN_SIMILARITY, DEFAULT_THRESHOLD
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +18,8 @@ def register(app: typer.Typer) -> None:
 def dedup(
     threshold: Annotated[int, typer.Option(help="Largest pHash distance (bits) that is a duplicate.")] = DEFAULT_THRESHOLD,
     color_threshold: Annotated[float, typer.Option(help="Largest colour difference (0-1, share of pixels in other colour bins) that is a duplicate.")] = DEFAULT_COLOR_THRESHOLD,
+    detail_threshold: Annotated[int, typer.Option(help="Largest distance (of 256 bits, best alignment) between the fine pHashes"
+                                                       " of a pair near in pHash that is a duplicate.")] = DEFAULT_DETAIL_THRESHOLD,
     full: Annotated[bool, typer.Option("--full", help="Compare every image again, not only the new ones.")] = False,
     embeddings: Annotated[Optional[str], typer.Option(
         "--embeddings", help="Also pair images whose vectors under this embedder (see `curator embedders`; a run's"
@@ -33,21 +35,29 @@ def dedup(
     Incremental: only images added (or embedded) since the last run are compared (against all
     of them).
 
+    Pairs near in pHash, also with 3% or 5% cut off either image's sides, are kept when alike in
+    colour and in a finer 256-bit pHash (--detail-threshold).
+
     Example: curator dedup --threshold 8
 
-    Example: curator dedup --embeddings tf_efficientnet_lite0 --min-similarity 0.98
+    Example: curator dedup --embeddings tf_efficientnet_lite0 --min-similarity 0.93
     """
     from curator import dedup as dedup_lib
 
-    summary = dedup_lib.find_duplicates(open_lib(db), threshold=threshold, color_threshold=color_threshold,
-                                        full=full, embeddings=embeddings, min_similarity=min_similarity)
+    with progress(quiet=json_) as bar:  # shown only while older images get their crop hashes
+        task = bar.add_task("hashing images imported before crop hashes", total=None, visible=False)
+        summary = dedup_lib.find_duplicates(
+            open_lib(db), threshold=threshold, color_threshold=color_threshold, detail_threshold=detail_threshold,
+            full=full, embeddings=embeddings, min_similarity=min_similarity,
+            on_progress=lambda done, total: bar.update(task, completed=done, total=total, visible=True))
     if json_:
         return print_json(summary.to_dict())
     what = "all" if summary.full else "new"
     console.print(
         f"Compared {summary.compared} {what} of {summary.images} images in {summary.seconds:.1f} s:"
-        f" {summary.new_pairs} duplicate pairs stored ({summary.candidate_pairs - summary.new_pairs}"
-        f" near in pHash but not in colour{_by_embedding(summary)}), {summary.groups} groups holding"
+        f" {summary.new_pairs} duplicate pairs stored (of {summary.candidate_pairs} near in pHash,"
+        f" {summary.unlike_in_color} unlike in colour, {summary.unlike_in_detail} in detail"
+        f"{_by_embedding(summary)}), {summary.groups} groups holding"
         f" {summary.images_in_groups} images, {summary.conflicts} with conflicting labels."
     )
     if summary.conflicts:
@@ -55,7 +65,9 @@ def dedup(
 
 
 def _by_embedding(summary) -> str:
-    return f"; {summary.embedding_pairs} near in embedding" if summary.embedding_pairs else ""
+    if not summary.embedding_pairs:
+        return ""
+    return f"; {summary.embedding_pairs} near in embedding, {summary.embedding_unlike_in_detail} of them unlike in detail"
 
 
 def duplicates(

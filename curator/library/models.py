@@ -130,6 +130,9 @@ class Image(Base):
     exif_orientation: Mapped[int | None] = mapped_column(Integer)
     # Colour histogram on white (8 bins per channel, uint16): pHash is grey, this sees colour.
     color_sig: Mapped[builtins.bytes | None] = mapped_column(LargeBinary(48))  # `bytes` is a column
+    # Crop-tolerant pHashes (0010, curator.crop_hash): 64-bit of inner crops, 256-bit for the check.
+    crop_phashes: Mapped[builtins.bytes | None] = mapped_column(LargeBinary(16))
+    fine_hashes: Mapped[builtins.bytes | None] = mapped_column(LargeBinary(96))
     path: Mapped[str] = mapped_column(Text)  # the first location it was imported from
     source: Mapped[str] = mapped_column(String(200))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
@@ -285,6 +288,7 @@ class DedupRun(Base):
     groups: Mapped[int] = mapped_column(Integer, default=0)
     embedder: Mapped[str | None] = mapped_column(String(200))  # --embeddings (0009)
     min_similarity: Mapped[float | None] = mapped_column(Float)
+    detail_threshold: Mapped[int | None] = mapped_column(Integer)  # of 256 bits (0010)
 
 
 class SplitBuild(Base):
