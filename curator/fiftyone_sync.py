@@ -120,12 +120,39 @@ def connect(lib: Library):
         # process may be any library's, so curator finds its own.
         _disconnect(fod)
         fo.config.database_dir = str(folder)
+        fod._db_service, port = _start_database(str(folder))
+        fod._connection_kwargs["port"] = port  # FiftyOne keeps the last one otherwise
+        os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(port)
+    return fo
+
+
+def _start_database(folder: str, attempts: int = 3):
+    """Start (or join) the database service for ``folder`` and return it with its port, once a
+    mongod on that port answers for that folder: FiftyOne reads the port off the service's child
+    processes, and on a busy machine it once came back with one no mongod of this folder served."""
+    for _ in range(attempts):
         try:
-            fod._db_service = _LibraryDatabase(str(folder))
-            os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(fod._db_service.port)
+            service = _LibraryDatabase(folder)
+            port = service.port
         except Exception as e:  # noqa: BLE001  mongod missing, folder not writable...
             raise FiftyOneError(f"cannot start FiftyOne's database in {folder}: {e}") from None
-    return fo
+        if _serves(port, folder):
+            return service, port
+        service.stop()
+    raise FiftyOneError(f"FiftyOne's database in {folder} did not answer on its port after {attempts} starts:"
+                        " see its log in that folder's log/mongo.log")
+
+
+def _serves(port: int, folder: str, wait_s: float = 20) -> bool:
+    """Whether the mongod answering on ``port`` (within ``wait_s``) keeps its files in ``folder``."""
+    import pymongo
+
+    try:
+        with pymongo.MongoClient(port=port, directConnection=True, serverSelectionTimeoutMS=int(wait_s * 1000)) as client:
+            opts = client.admin.command("getCmdLineOpts")
+        return os.path.realpath(opts["parsed"]["storage"]["dbPath"]) == os.path.realpath(folder)
+    except Exception:  # noqa: BLE001  nothing there, or not a mongod
+        return False
 
 
 def _where(lib: Library) -> str:

@@ -418,3 +418,15 @@ def test_a_moved_image_is_shown_from_where_it_is_now(known, tmp_path):
     Path(old).unlink()
     fs.sync(known)
     assert samples(known)["k1.png"].filepath == str(new.resolve())
+
+
+def test_the_database_port_is_checked_to_serve_the_librarys_folder(known, tmp_path):
+    import fiftyone.core.odm.database as fod
+
+    fs.connect(known)
+    port, folder = fod._db_service.port, str(fs.database_dir(known))
+    # FiftyOne's internals curator sets: the port it connects to, kept between connections.
+    assert fod._connection_kwargs["port"] == port and isinstance(fod._db_service.folder, str)
+    assert fs._serves(port, folder)
+    assert not fs._serves(port, str(tmp_path / "elsewhere"))  # another folder's mongod: not ours
+    assert not fs._serves(1, folder, wait_s=1)  # nothing listens there
