@@ -45,12 +45,14 @@ def signatures(grey) -> tuple[bytes, bytes]:
     return inner, fine
 
 
-def inner_hashes(blobs: list[bytes | None], phash: np.ndarray) -> np.ndarray:
-    """(N, len(CUTS)) int64 inner-crop pHashes; an image without them repeats its own pHash."""
+def inner_hashes(blobs: list, phash: np.ndarray) -> np.ndarray:
+    """(N, len(CUTS)) int64 inner-crop pHashes from ``crop_phashes`` values (bytes-like or None);
+    an image without them repeats its own pHash."""
     out = np.repeat(phash.reshape(-1, 1), len(CUTS), axis=1)
-    for k, blob in enumerate(blobs):
-        if blob is not None and len(blob) == CROP_BYTES:
-            out[k] = np.frombuffer(blob, dtype=">u8").astype(np.uint64).view(np.int64)
+    has = np.array([blob is not None and len(blob) == CROP_BYTES for blob in blobs], dtype=bool)
+    if has.any():  # one buffer, one conversion: a million rows in a fraction of a second
+        joined = b"".join(blob for blob, ok in zip(blobs, has) if ok)
+        out[has] = np.frombuffer(joined, dtype=">u8").astype(np.uint64).view(np.int64).reshape(-1, len(CUTS))
     return out
 
 

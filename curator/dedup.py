@@ -89,8 +89,7 @@ def _load(s: Session) -> _Hashes:
     rows = _driver_rows(s, stmt)
     table = np.array([r[:2] for r in rows], dtype=np.int64).reshape(-1, 2)
     phash = table[:, 1].copy()
-    return _Hashes(table[:, 0].copy(), phash, crop_hash.inner_hashes([bytes(r[2]) if r[2] is not None else None
-                                                                      for r in rows], phash))
+    return _Hashes(table[:, 0].copy(), phash, crop_hash.inner_hashes([r[2] for r in rows], phash))
 
 
 def _driver_rows(s: Session, stmt) -> list[tuple]:
@@ -151,13 +150,22 @@ def _color_signatures(s: Session, ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
     color = np.zeros((len(ids), 24), dtype=np.float32)
     has = np.zeros(len(ids), dtype=bool)
-    for lo in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[lo:lo + _IN_CHUNK].tolist()
-        for image_id, sig in s.execute(select(Image.id, Image.color_sig).where(Image.id.in_(chunk))):
-            if sig is not None and len(sig) == 48:
-                k = np.searchsorted(ids, image_id)
-                color[k], has[k] = np.frombuffer(sig, dtype="<u2") / 65535.0, True
+    for image_id, sig in _blobs(s, Image.color_sig, ids.tolist()).items():
+        if len(sig) == 48:
+            k = np.searchsorted(ids, image_id)
+            color[k], has[k] = np.frombuffer(sig, dtype="<u2") / 65535.0, True
     return color, has
+
+
+def _blobs(s: Session, column, ids: list[int]) -> dict[int, bytes]:
+    """``column`` (a binary column of images) of the images ``ids`` that have one, by id, read
+    ``_IN_CHUNK`` ids at a time."""
+    out: dict[int, bytes] = {}
+    for lo in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[lo:lo + _IN_CHUNK]
+        rows = s.execute(select(Image.id, column).where(Image.id.in_(chunk), column.is_not(None)))
+        out.update((i, bytes(v)) for i, v in rows)
+    return out
 
 
 def find_duplicates(
@@ -316,15 +324,10 @@ def _store_pairs(s: Session, h: _Hashes, pairs: np.ndarray, color_threshold: flo
 
 
 def _detail_distances(s: Session, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``crop_hash.detail_distances`` of images ``a[k]`` and ``b[k]`` (ids), read in chunks."""
+    """``crop_hash.detail_distances`` of images ``a[k]`` and ``b[k]`` (ids)."""
     from curator import crop_hash
 
-    fine: dict[int, bytes] = {}
-    ids = sorted(set(a.tolist()) | set(b.tolist()))
-    for lo in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[lo:lo + _IN_CHUNK]
-        fine.update((i, bytes(f)) for i, f in s.execute(
-            select(Image.id, Image.fine_hashes).where(Image.id.in_(chunk), Image.fine_hashes.is_not(None))))
+    fine = _blobs(s, Image.fine_hashes, sorted(set(a.tolist()) | set(b.tolist())))
     return crop_hash.detail_distances([fine.get(x) for x in a.tolist()], [fine.get(x) for x in b.tolist()])
 
 

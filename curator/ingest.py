@@ -125,8 +125,8 @@ def probe(path: str, max_pixels: int | None = MAX_PIXELS) -> dict:
 
 def hash_bytes(data: bytes) -> dict:
     """What an import stores of an image's pixels (size, format, colour signature, pHashes),
-    from its bytes; raises Unreadable."""
-    return _decode(data, None)
+    from its bytes, under the same pixel limit as an import; raises Unreadable."""
+    return _decode(data, MAX_PIXELS)
 
 
 def _decode(data: bytes, max_pixels: int | None) -> dict:
