@@ -307,7 +307,7 @@ ACT_CHUNK = 500  # images per transaction: memory and lock time stay bounded how
 
 
 def act(lib: Library, result: dict, action: str, value: str | None = None, *, create: bool = False,
-        on_progress: Callable[[int], None] | None = None) -> dict:
+        source: str = "cli", on_progress: Callable[[int], None] | None = None) -> dict:
     """Apply one action to every row of a ``find`` result; each change goes to label history.
 
     Works through the rows ``ACT_CHUNK`` at a time, one transaction each: an error (a class
@@ -317,6 +317,8 @@ def act(lib: Library, result: dict, action: str, value: str | None = None, *, cr
         action: ``accept`` (the prediction becomes the label, source ``model``), ``label``
             (``value`` is ``class`` or ``class/subclass``; ``create`` makes it if new), ``unknown``,
             ``reject`` (``value`` is the reason) or ``tag`` (``value`` is the tag).
+        source: the history rows' source (``cli``; ``discover`` for a cluster's images). An
+            ``accept`` is always ``model``'s.
         on_progress: called with the number of rows done after each chunk.
 
     Returns:
@@ -335,7 +337,7 @@ def act(lib: Library, result: dict, action: str, value: str | None = None, *, cr
     for start in range(0, len(rows), ACT_CHUNK):
         chunk = rows[start:start + ACT_CHUNK]
         with lib.session() as s:
-            for change in _act_on(s, chunk, action, value, create=create, detail=detail):
+            for change in _act_on(s, chunk, action, value, create=create, source=source, detail=detail):
                 changed += change.changed
                 unchanged += change.unchanged
         if on_progress:
@@ -344,7 +346,8 @@ def act(lib: Library, result: dict, action: str, value: str | None = None, *, cr
     return {"action": action, "changed": changed, "unchanged": unchanged}
 
 
-def _act_on(s, rows: list[dict], action: str, value: str | None, *, create: bool, detail: str) -> list:
+def _act_on(s, rows: list[dict], action: str, value: str | None, *, create: bool, source: str,
+            detail: str) -> list:
     """One chunk's changes (``labels.Change``), in one transaction."""
     from curator import labels
 
@@ -362,8 +365,8 @@ def _act_on(s, rows: list[dict], action: str, value: str | None, *, create: bool
                 for predicted, group in by_class.items()]
     todo = [images[r["image_id"]] for r in rows]
     return [{
-        "label": lambda: labels.relabel(s, todo, value, create=create, source="cli", detail=detail),
-        "unknown": lambda: labels.mark_unknown(s, todo),
-        "reject": lambda: labels.reject(s, todo, value or f"rejected with {detail}"),
-        "tag": lambda: labels.tag(s, todo, value, detail=detail),
+        "label": lambda: labels.relabel(s, todo, value, create=create, source=source, detail=detail),
+        "unknown": lambda: labels.mark_unknown(s, todo, source=source),
+        "reject": lambda: labels.reject(s, todo, value or f"rejected with {detail}", source=source),
+        "tag": lambda: labels.tag(s, todo, value, source=source, detail=detail),
     }[action]()]

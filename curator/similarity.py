@@ -233,7 +233,7 @@ def find_ranked(lib: Library, q) -> dict:
         elif q.label is None and not q.unknown:
             stmt = stmt.where(Image.label_state == UNLABELLED)
         candidates = np.fromiter(s.scalars(stmt), dtype=np.int64)
-        ids, scores = _outliers(s, e, candidates) if q.outliers else _unfamiliar(lib, s, e, candidates)
+        ids, scores = _outliers(s, e, candidates) if q.outliers else unfamiliar_scores(lib, s, e, candidates)
         if len(ids) < len(candidates):
             pool = LABELLED if q.outliers else UNKNOWN if q.unknown or q.label == UNKNOWN else UNLABELLED
             notes.append(f"{len(candidates) - len(ids)} of {len(candidates)} matches have no embedding under"
@@ -254,7 +254,7 @@ def _labelled_ids(s, class_id: int | None = None) -> list[int]:
     return list(s.scalars(select(Image.id).where(*where, *([] if class_id is None else [Image.class_id == class_id]))))
 
 
-def _unfamiliar(lib: Library, s, e: Embedder, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unfamiliar_scores(lib: Library, s, e: Embedder, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(candidates with a vector, their ``unfamiliarity``): the candidates are the population."""
     ref_ids, ref = embeddings.vectors(s, e, _labelled_ids(s))
     if not len(ref_ids):

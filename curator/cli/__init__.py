@@ -60,12 +60,12 @@ app = typer.Typer(
 )
 
 from curator.cli import (  # noqa: E402
-    browse, classes, dedup, demo, embed, filters, ingest, labels, library, locations, predict, report, serve, similar,
-    splits, suspects, train,
+    browse, classes, dedup, demo, discover, embed, filters, ingest, labels, library, locations, predict, report, serve,
+    similar, splits, suspects, train,
 )
 
-for group in (library, ingest, locations, labels, classes, dedup, splits, train, predict, embed, filters, similar, suspects,
-              browse, serve, report, demo):  # register commands
+for group in (library, ingest, locations, labels, classes, dedup, splits, train, predict, embed, filters, similar, discover,
+              suspects, browse, serve, report, demo):  # register commands
     group.register(app)
 
 
