@@ -26,7 +26,8 @@ from curator import embeddings, filters, ingest, similarity
 from curator.errors import CuratorError
 from curator.library import init_library, open_library
 
-COLOURS = {"red": (200, 40, 40), "green": (40, 170, 60), "odd": (240, 220, 40)}
+COLOURS = {"red": (200, 40, 40), "green": (40, 170, 60), "odd": (240, 220, 40),
+           "violet": (130, 50, 190)}  # test_discover's second new family
 LAYOUT = {  # folder: (file name prefix, the family of each file): l-red0.png, ..., p-odd8.png
     "lib/red": ("l", ["red"] * 6 + ["green"]), "lib/green": ("l", ["green"] * 6), "lib/unknown": ("u", ["red"] * 2),
     "pool": ("p", ["red"] * 4 + ["green"] * 4 + ["odd"] * 4),
