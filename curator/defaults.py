@@ -33,4 +33,6 @@ DEFAULT_MIN_SIMILARITY = 0.93
 
 DEMO_DB = Path("db") / "demo" / "curator.sqlite"  # `curator demo` always replaces a library here
 DEMO_TRAINING = {"model": "resnet18", "img_size": 64, "epochs": 20, "patience": 5, "batch_size": 32}
+DEMO_EMBED_SIZE = 64  # Lite0's input size for the demo's discovery: sample_data's own 64 px (a pure cluster of 32
+# hand-fingers-partial images; at 128 px it splits into clusters of 15 and fewer)
 DEMO_QUICK_TRAINING = {"model": "test_resnet", "img_size": 32, "epochs": 2, "patience": 2, "batch_size": 32}

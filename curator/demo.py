@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from curator import catalog, classes, dedup, ingest, splits
-from curator.defaults import DEMO_DB as DEFAULT_DB, DEMO_QUICK_TRAINING as QUICK_TRAINING, DEMO_TRAINING as TRAINING
+from curator.defaults import DEMO_DB as DEFAULT_DB, DEMO_EMBED_SIZE, DEMO_QUICK_TRAINING as QUICK_TRAINING
+from curator.defaults import DEMO_TRAINING as TRAINING
 from curator.errors import InvalidInput
 from curator.library import Library, init_library, open_library
 
@@ -40,7 +41,7 @@ def fresh_library(db: str | os.PathLike | None, *, replace: bool) -> Library:
 
 
 def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUNT,
-          training: dict | None = None, fiftyone: bool = True,
+          training: dict | None = None, fiftyone: bool = True, embed_size: int = DEMO_EMBED_SIZE,
           on_epoch: Callable[[dict], None] | None = None) -> Iterator[tuple[str, dict]]:
     """Run the loop on ``data`` (a sample_data/ layout), yielding (step, result) as each ends.
 
@@ -48,6 +49,7 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
         training: ``TrainConfig`` options for both runs (default ``TRAINING``; tests pass
             ``QUICK_TRAINING``).
         fiftyone: end by building the library's FiftyOne dataset with its saved views.
+        embed_size: the input size of the pretrained Lite0 that embeds the library for discovery.
         on_epoch: called with each training epoch's row, as ``curator train`` shows them.
     """
     data = Path(data)
@@ -66,6 +68,7 @@ def steps(lib: Library, data: Path, *, min_count: int = classes.DEFAULT_MIN_COUN
     yield "find duplicates", dedup.find_duplicates(lib).to_dict()
     with lib.session() as s:
         yield "label conflicts", {"groups": dedup.label_conflicts(s)}
+    yield from _discover(lib, embed_size, min_count)
     yield "build-splits at 35 (throw-away)", splits.build(lib, min_count=35, name="throwaway-35")
     training = training or TRAINING
     yield "train a throw-away model at 35", _train(lib, "throwaway-35", training, throwaway=True, on_epoch=on_epoch)
@@ -89,6 +92,29 @@ def _browse(lib: Library, run: str) -> Iterator[tuple[str, dict]]:
 
 
 ACCEPT_CONFIDENCE = 0.95
+NEW_CLASS = "hand-fingers-partial"  # what the demo's user calls the biggest new cluster, having looked at it
+
+
+def _discover(lib: Library, size: int, min_count: int) -> Iterator[tuple[str, dict]]:
+    """Embed with the pretrained Lite0, discover, make the biggest new cluster a class and grow it
+    to the cutoff with `similar`: the pool's look-alike class enters both runs."""
+    from curator import discover, embeddings, filters, similarity
+
+    yield "embed with the pretrained EfficientNet-Lite0", embeddings.embed(
+        lib, weights=embeddings.LITE0, pool="all", size=size).to_dict()
+    found = discover.discover(lib)
+    yield "discover new classes", found
+    new = [c for c in found["clusters"] if c["inside"] is None]
+    if not new:
+        return
+    biggest = max(new, key=lambda c: (c["size"], -c["cluster"]))
+    done = discover.act(lib, biggest["cluster"], "label", NEW_CLASS, create=True)
+    yield "make the biggest new cluster a class", {"cluster": biggest["cluster"], "class": NEW_CLASS,
+                                                   "labelled": len(done["changed"]), "nearest": biggest["nearest"]}
+    grown = similarity.similar(lib, [str(i) for i in done["changed"]], k=max(1, min_count - len(done["changed"])))
+    filters.act(lib, grown, "label", NEW_CLASS)
+    yield f"grow {NEW_CLASS} to the cutoff with similar", {"class": NEW_CLASS, "labelled": len(grown["rows"]),
+                                                           "total": len(done["changed"]) + len(grown["rows"])}
 
 
 def _identify_and_accept(lib: Library, run: str, min_count: int) -> Iterator[tuple[str, dict]]:

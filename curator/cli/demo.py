@@ -88,6 +88,23 @@ def _print_step(step: str, r: dict) -> None:
             flag = f"  needs {c['needs']} more" if c["below_cutoff"] else ""
             flag += "  staged/synthetic only" if c["only_staged_or_synthetic"] else ""
             console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['real']:>4} real{subs}{flag}")
+    elif step.startswith("embed with"):
+        console.print(f"[{step}] {r['embedded']} images embedded ({r['dim']}-d) in {r['seconds']:.0f} s:"
+                      " the vectors `similar`, `find --unfamiliar` and `discover` compare.")
+    elif step == "discover new classes":
+        d = r["discovery"]
+        console.print(f"[{step}] {len(r['clusters'])} clusters among the {d['clustered']} most unfamiliar of"
+                      f" {d['candidates']} pool images:")
+        for c in r["clusters"]:
+            reads = f"inside {c['inside']}" if c["inside"] else "new class?"
+            console.print(f"    cluster {c['cluster']:>3}: {c['size']:>3} images, nearest {c['nearest'][0]['class']}"
+                          f" ({reads}), e.g. {Path(c['examples'][0]).name}")
+    elif step == "make the biggest new cluster a class":
+        console.print(f"[{step}] cluster {r['cluster']} (nearest {r['nearest'][0]['class']}) looked at and labelled"
+                      f" {r['class']} (new): {r['labelled']} images, history source discover.")
+    elif step.startswith("grow "):
+        console.print(f"[{step}] the {r['labelled']} pool images most like it labelled {r['class']}: {r['total']} in"
+                      " all (review them: `curator similar` ranks, a user checks).")
     elif step == "find duplicates":
         console.print(f"[{step}] {r['groups']} duplicate groups holding {r['images_in_groups']} images"
                       f" ({r['candidate_pairs'] - r['new_pairs']} look-alike pairs told apart by colour).")
