@@ -72,6 +72,8 @@ def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     assert "[build-splits at 35 (throw-away)] throwaway-35: 8 classes" in r.stdout
     assert "[build-splits at 40] min40: 6 classes" in r.stdout
     assert "hand-fingers-partial" in as_json(cli("splits", "show", "min40", "--db", db, "--json"))["classes"]
+    coverage = {c["class"]: c for c in as_json(cli("coverage", "--min-count", 45, "--db", db, "--json"))}
+    assert coverage["hand-fingers-partial"]["labelled"] == 40 and coverage["hand-fingers-partial"]["needs"] == 5
     assert r.stdout.count("leak check passed") == 2
     assert "[train a throw-away model at 35] throwaway-35: test_resnet on throwaway-35, 2 epochs" in r.stdout
     # Training is not silent: an epoch line per epoch of both runs, before each run's summary.
