@@ -125,7 +125,8 @@ def match(new: Sequence[set[int]], old: dict[int, set[int]]) -> dict[int, int]:
 
 
 def discover(lib: Library, *, pool: str = "both", embedder: str | None = None, min_size: int = DEFAULT_MIN_SIZE,
-             share: float = DEFAULT_SHARE, on_step: Callable[[str], None] | None = None) -> dict:
+             share: float = DEFAULT_SHARE, max_confidence: float | None = None, run: str | None = None,
+             on_step: Callable[[str], None] | None = None) -> dict:
     """Cluster the pool images no class explains, store the clusters and list them.
 
     Args:
@@ -133,6 +134,8 @@ def discover(lib: Library, *, pool: str = "both", embedder: str | None = None, m
         embedder: whose vectors (``embeddings.find_embedder``; default the newest ``embed`` one).
         min_size: the fewest images a cluster has (HDBSCAN's ``min_cluster_size``).
         share: of the unlabelled pool, the most unfamiliar share clustered (unknowns always are).
+        max_confidence: also cluster the pool images that ``run`` (``runs.pick_run``'s default:
+            the newest run that predicted the pool) predicts at this confidence or less.
         on_step: called with the name of each step as it starts.
 
     Returns:
@@ -143,39 +146,63 @@ def discover(lib: Library, *, pool: str = "both", embedder: str | None = None, m
         InvalidInput: a bad option, or no labelled image with a vector to compare with.
         NotFound: no such embedder.
     """
-    _check(pool, min_size, share)
+    _check(pool, min_size, share, max_confidence)
     step = on_step or (lambda _: None)
     t0 = time.perf_counter()
     with lib.session() as s:
         e = similarity.pick_embedder(s, embedder)
         step("scoring how unfamiliar each pool image is")
-        ids, states = _candidates(s, pool)
-        scored, scores = similarity.unfamiliar_scores(lib, s, e, ids) if len(ids) else (ids, ids)
-        chosen = _unexplained(scored, scores, states, share)
+        chosen, states, scored, run_id, notes = _choose(lib, s, e, pool, share, max_confidence, run)
         step(f"clustering {len(chosen):,} unexplained images")
         chosen, vectors = embeddings.vectors(s, e, chosen.tolist())
         labels = cluster_labels(vectors, min_size)
         step("describing the clusters")
-        known = class_centres(s, e)
-        notes = _notes(s, e, pool, len(ids), len(scored))
         found = [(chosen[labels == c], vectors[labels == c]) for c in sorted(set(labels.tolist()) - {-1})]
-        d = Discovery(embedder_id=e.id, pool=pool, min_size=min_size, share=share, candidates=len(scored),
-                      clustered=len(chosen), noise=int((labels == -1).sum()))
+        d = Discovery(embedder_id=e.id, pool=pool, min_size=min_size, share=share, max_confidence=max_confidence,
+                      run_id=run_id, candidates=scored, clustered=len(chosen), noise=int((labels == -1).sum()))
         s.add(d)
         s.flush()
-        _store(s, e, d, found, states, known)
+        _store(s, e, d, found, states, class_centres(s, e))
         d.seconds = round(time.perf_counter() - t0, 2)
         discovery_id = d.id
     return listing(lib, discovery=discovery_id) | {"notes": notes}
 
 
-def _check(pool: str, min_size: int, share: float) -> None:
+def _choose(lib: Library, s, e, pool: str, share: float, max_confidence: float | None,
+            run: str | None) -> tuple[np.ndarray, dict[int, str], int, int | None, list[str]]:
+    """The unexplained images to cluster (sorted ids), every pool image's label state, how many
+    have a vector, the run read for ``max_confidence`` and notes."""
+    ids, states = _candidates(s, pool)
+    scored, scores = similarity.unfamiliar_scores(lib, s, e, ids) if len(ids) else (ids, ids)
+    chosen = _unexplained(scored, scores, states, share)
+    notes, run_id = [], None
+    if max_confidence is not None:
+        run_id, unsure, notes = _unsure(s, run, pool, max_confidence)
+        chosen = np.union1d(chosen, np.intersect1d(scored, unsure))
+    return chosen, states, len(scored), run_id, notes + _notes(s, e, pool, len(ids), len(scored))
+
+
+def _check(pool: str, min_size: int, share: float, max_confidence: float | None) -> None:
     if pool not in POOLS:
         raise InvalidInput(f"--pool {pool}: use one of {', '.join(POOLS)}")
     if min_size < 2:
         raise InvalidInput(f"--min-size {min_size}: a cluster needs 2 or more images")
     if not 0 < share <= 1:
         raise InvalidInput(f"--share {share}: give a share of the pool above 0 and at most 1")
+    if max_confidence is not None and not 0 <= max_confidence <= 1:
+        raise InvalidInput(f"--max-confidence {max_confidence} is not between 0 and 1")
+
+
+def _unsure(s, ref: str | None, pool: str, max_confidence: float) -> tuple[int, np.ndarray, list[str]]:
+    """The run, the pool images it predicts at ``max_confidence`` or less (sorted ids), and notes."""
+    from curator.library.models import Prediction
+    from curator.runs import pick_run
+
+    run, notes = pick_run(s, ref, UNLABELLED if pool == "both" else pool)
+    ids = s.scalars(select(Prediction.image_id).join(Image, Image.id == Prediction.image_id).where(
+        Prediction.run_id == run.id, Prediction.error.is_(None), Prediction.confidence <= max_confidence,
+        Image.status == ACTIVE, Image.label_state.in_(POOLS[pool])))
+    return run.id, np.sort(np.fromiter(ids, dtype=np.int64)), notes
 
 
 def _candidates(s, pool: str) -> tuple[np.ndarray, dict[int, str]]:
@@ -315,10 +342,11 @@ def listing(lib: Library, *, discovery: int | None = None, every: bool = False) 
 
 
 def _discovery_row(s, d: Discovery) -> dict:
-    from curator.library.models import Embedder
+    from curator.library.models import Embedder, Run
 
     return {"id": d.id, "at": d.at.isoformat(" ", "seconds"), "embedder": s.get(Embedder, d.embedder_id).name,
-            "pool": d.pool, "min_size": d.min_size, "share": d.share, "candidates": d.candidates,
+            "pool": d.pool, "min_size": d.min_size, "share": d.share, "max_confidence": d.max_confidence,
+            "run": s.get(Run, d.run_id).name if d.run_id else None, "candidates": d.candidates,
             "clustered": d.clustered, "noise": d.noise, "seconds": d.seconds}
 
 

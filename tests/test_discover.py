@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import as_json, error, ids
+from conftest import TINY, as_json, error, ids
 from curator import discover, embeddings, ingest
 from curator.errors import CuratorError
 from curator.library.models import Cluster, ClusterMember, LabelEvent
@@ -217,3 +217,15 @@ def test_match_pairs_the_clusters_sharing_most():
     old = {10: {1, 2, 3, 4}, 11: {5, 6, 7}, 12: {8, 9}}
     new = [{1, 2, 3, 4, 20}, {5, 30, 31, 32, 33, 34, 35}, {8, 9, 40}, {6, 7}]
     assert discover.match(new, old) == {0: 10, 2: 12, 3: 11}  # {5, ...} shares 1 of 3 with 11: too few
+
+
+def test_a_runs_unsure_predictions_join_the_unexplained(lib):
+    from curator import predict, splits, train
+
+    splits.build(lib, min_count=5, val=0.2, test=0.2, name="b")
+    train.train(lib, "b", train.TrainConfig(epochs=1, **TINY), name="r", throwaway=True)
+    predict.bulk_identify(lib, "r", "unlabelled")
+    d = discover.discover(lib, min_size=MIN, share=0.05, max_confidence=1.0, run="r")["discovery"]
+    assert d["run"] == "r" and d["max_confidence"] == 1.0
+    assert d["clustered"] == 2 + 21  # the unknowns, and every unlabelled image (all predicted at 1.0 or less)
+    assert discover.discover(lib, min_size=MIN, share=0.05)["discovery"]["clustered"] == 2 + 2  # unknowns, 5% of 21

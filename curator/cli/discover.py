@@ -21,6 +21,8 @@ def discover(
     embedder: EmbedderOption = None,
     min_size: Annotated[int, typer.Option(help="The fewest images a cluster has.", min=2)] = 5,
     share: Annotated[float, typer.Option(help="Of the unlabelled pool, the most unfamiliar share clustered (every unknown image is).")] = 0.3,
+    max_confidence: Annotated[Optional[float], typer.Option(help="Also cluster the pool images a run predicts at this confidence or less.", show_default=False)] = None,
+    run: Annotated[Optional[str], typer.Option(help="With --max-confidence: whose predictions [default: the newest run that predicted the pool].", show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="Show the stored clusters of the newest discovery; cluster nothing.")] = False,
     every: Annotated[bool, typer.Option("--all", help="With --list: every cluster ever found, whatever its state.")] = False,
     cluster: Annotated[Optional[int], typer.Option(help="Show (or act on) this cluster's images; clusters nothing.", show_default=False)] = None,
@@ -73,7 +75,8 @@ def discover(
         result = service.listing(lib, every=every)
     else:
         with status("discovering", quiet=json_) as say:
-            result = service.discover(lib, pool=pool, embedder=embedder, min_size=min_size, share=share, on_step=say)
+            result = service.discover(lib, pool=pool, embedder=embedder, min_size=min_size, share=share,
+                                      max_confidence=max_confidence, run=run, on_step=say)
     show_notes(result["notes"])
     _print_clusters(result, json_=json_, csv_=csv_, paths=paths)
 

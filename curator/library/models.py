@@ -604,6 +604,8 @@ class Discovery(Base):
     pool: Mapped[str] = mapped_column(String(20))
     min_size: Mapped[int] = mapped_column(Integer)
     share: Mapped[float] = mapped_column(Float)
+    max_confidence: Mapped[float | None] = mapped_column(Float)  # --max-confidence: a run's unsure ones too
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))  # whose predictions
     candidates: Mapped[int] = mapped_column(Integer, default=0)  # pool images with a vector
     clustered: Mapped[int] = mapped_column(Integer, default=0)  # the unfamiliar ones clustered
     noise: Mapped[int] = mapped_column(Integer, default=0)  # of those, in no cluster

@@ -1,7 +1,7 @@
 """Discovery: clusters of pool images that no class explains (`curator discover`).
 
-- discoveries: one `curator discover`, its settings (embedder, pool, min size, unfamiliar share)
-  and counts;
+- discoveries: one `curator discover`, its settings (embedder, pool, min size, unfamiliar share,
+  the run and confidence of `--max-confidence`) and counts;
 - clusters: a group of images with the number users type, kept by a later discovery that finds
   the same group (state open, labelled, tagged, unknown, rejected, dismissed or gone), its size,
   cohesion, unknown members, nearest classes and the class it sits inside;
@@ -37,12 +37,15 @@ def upgrade() -> None:
         sa.Column('pool', sa.String(length=20), nullable=False),
         sa.Column('min_size', sa.Integer(), nullable=False),
         sa.Column('share', sa.Float(), nullable=False),
+        sa.Column('max_confidence', sa.Float(), nullable=True),
+        sa.Column('run_id', sa.Integer(), nullable=True),
         sa.Column('candidates', sa.Integer(), nullable=False),
         sa.Column('clustered', sa.Integer(), nullable=False),
         sa.Column('noise', sa.Integer(), nullable=False),
         sa.Column('seconds', sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(['embedder_id'], ['embedders.id'], name=op.f('fk_discoveries_embedder_id_embedders'),
                                 ondelete='CASCADE'),
+        sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_discoveries_run_id_runs'), ondelete='SET NULL'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_discoveries')),
     )
     op.create_table(
