@@ -62,13 +62,14 @@ def diagnose(epochs: list[dict], *, min_train_acc: float = 0.8, rise: float = 0.
     return result
 
 
-def _finite(value) -> bool:
+def finite(value) -> bool:
+    """A number that is neither None, NaN nor infinite."""
     return value is not None and math.isfinite(value)
 
 
 def _series(epochs: list[dict], key: str) -> list[tuple[int, float]]:
     """``(epoch, value)`` for the rows where ``key`` holds a finite number."""
-    return [(row["epoch"], float(row[key])) for row in epochs if _finite(row.get(key))]
+    return [(row["epoch"], float(row[key])) for row in epochs if finite(row.get(key))]
 
 
 def _num(value: float) -> str:
@@ -80,7 +81,7 @@ def _nonfinite(epochs: list[dict]) -> dict | None:
         for key, name in (("train_loss", "training"), ("val_loss", "validation")):
             value = row.get(key)
             if value is not None and not math.isfinite(value):
-                lr = f" (learning rate {row['lr']:g})" if _finite(row.get("lr")) else ""
+                lr = f" (learning rate {row['lr']:g})" if finite(row.get("lr")) else ""
                 return {"verdict": "divergence", "from_epoch": row["epoch"],
                         "detail": f"{name} loss became {value} at epoch {row['epoch']}{lr}: "
                                   f"try a lower learning rate"}
@@ -201,10 +202,10 @@ def _good_fit(epochs: list[dict]) -> dict:
 
 def _best_epoch(epochs: list[dict]) -> int | None:
     """Best validation accuracy (ties: lower validation loss); without validation, lowest train loss."""
-    rows = [row for row in epochs if _finite(row.get("val_acc"))]
+    rows = [row for row in epochs if finite(row.get("val_acc"))]
     if rows:
         def rank(row):
-            loss = row["val_loss"] if _finite(row.get("val_loss")) else math.inf
+            loss = row["val_loss"] if finite(row.get("val_loss")) else math.inf
             return -row["val_acc"], loss
 
         return min(rows, key=rank)["epoch"]

@@ -271,6 +271,49 @@ def show(
         console.print(f"Curves: {info['png']}")
 
 
+@app.command("compare")
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more runs: names or ids, 'latest', 'production'.", show_default=False)],
+    x: Annotated[str, typer.Option("--x", help="The x-axis: epoch, or time (seconds of training: batch sizes by wall clock).")] = "epoch",
+    metric: Annotated[str, typer.Option(help="The curves drawn: loss or accuracy.")] = "loss",
+    png: Annotated[Optional[str], typer.Option(help="Write the picture here [default: compare.png in the first run's folder].")] = None,
+    db: DbOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Runs side by side: curves overlaid (a PNG and in the terminal), each run's diagnosis, the
+    options that differ, and the run to prefer: the lowest validation loss that does not trend
+    back up.
+
+    Example: curator runs compare lr-1e-4 lr-1e-3 lr-1e-2 --x time
+    """
+    from curator import compare as compare_lib
+
+    result = compare_lib.compare(open_lib(db), runs, x=x, metric=metric, png=png)
+    if json_:
+        return print_json(result)
+    key = "val_loss" if metric == "loss" else "val_acc"
+    t = table("Run", "Diagnosis", "Best val loss", "At epoch", "Val acc there", "Epochs", "Seconds", f"Val {metric}")
+    for r in result["runs"]:
+        t.add_row(r["name"], r["diagnosis"]["verdict"], _num(r["best_val_loss"], 4), str(r["best_val_epoch"] or "-"),
+                  _num(r["best_val_acc"], 3), str(len(r["epochs"])), f"{r['seconds']:.0f}",
+                  compare_lib.sparkline([e.get(key) for e in r["epochs"]]))
+    console.print(t)
+    if result["options"]:
+        o = table("Option", *[r["name"] for r in result["runs"]], title="Options that differ")
+        for option, values in result["options"].items():
+            o.add_row(option, *[str(values[r["name"]]) for r in result["runs"]])
+        console.print(o)
+    p = result["preferred"]
+    console.print(f"Prefer {p['run']}: {p['why']}." if p["run"] else f"No run to prefer: {p['why']}.")
+    for name, reason in p["passed_over"].items():
+        console.print(f"  {name}: {reason}")
+    console.print(f"Curves: {result['png']}")
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 @app.command("promote")
 def promote(
     run: Annotated[str, typer.Argument(help="Run name or id.")],
