@@ -508,8 +508,8 @@ def _pending(state: dict) -> bool:
 
 
 def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, embedder: str | None = None,
-         on_progress=None) -> dict:
-    """Build or refresh the library's dataset, its saved views and its similarity index.
+         show_map: bool = False, on_progress=None) -> dict:
+    """Build or refresh the library's dataset, its saved views, its similarity index and its map.
 
     Args:
         run: the run whose predictions to show (name, id, ``latest``, ``production``); by
@@ -519,20 +519,23 @@ def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, em
         embedder: whose vectors to index for "sort by similarity" (and the ``unfamiliar`` and
             ``outliers`` views); by default the one ``find --unfamiliar`` uses, if it has
             vectors (``curator.fiftyone_similarity``).
+        show_map: compute the vectors' 2-D map when there is none or it is stale (``curator browse``
+            does unless ``--no-map``); without it, a map still fresh is kept (``curator.fiftyone_map``).
         on_progress: called with a short message at each stage.
 
     Returns:
         ``{"dataset", "database", "run", "notes", "samples", "working_set", "scope", "active",
-        "added", "updated", "removed", "kept_edits", "views", "similarity"}``: ``notes`` as
+        "added", "updated", "removed", "kept_edits", "views", "similarity", "map", "clustered"}``: ``notes`` as
         ``curator.runs.pick_run`` gives them; ``kept_edits`` counts samples whose pending app
         edits were left for ``pull`` (kept in the dataset even outside the working set);
-        ``similarity`` as ``fiftyone_similarity.refresh`` returns it (None: no embeddings).
+        ``similarity`` as ``fiftyone_similarity.refresh`` returns it (None: no embeddings), ``map``
+        as ``fiftyone_map.refresh`` does, ``clustered``: samples in a live ``discover`` cluster.
 
     Raises:
         InvalidInput: a working set's view, tag or class that is not there.
         NotFound: ``embedder`` names no embedder or run.
     """
-    from curator import fiftyone_similarity
+    from curator import fiftyone_map, fiftyone_similarity
 
     say = on_progress or (lambda msg: None)
     found_run, notes = _resolve_run(lib, run)
@@ -566,13 +569,15 @@ def sync(lib: Library, run: str | None = None, *, scope: Scope | None = None, em
                     "scope": asdict(scope)}
     dataset.save()
     similarity = fiftyone_similarity.refresh(lib, dataset, found_embedder, sample_ids, added=len(new), say=say)
+    mapped = fiftyone_map.refresh(dataset, similarity, wanted=show_map, say=say)
+    clustered = fiftyone_map.write_clusters(lib, dataset, sample_ids)
     say("saving views")
     sizes = save_views(lib, dataset, found_run, views, sample_ids=sample_ids)
     return {"dataset": dataset.name, "database": _where(lib),
             "run": found_run.name if found_run else None, "notes": notes, "samples": len(dataset),
             "working_set": wanted is not None, "scope": asdict(scope), "active": len(rows) if wanted is None else active_images(lib),
             "added": len(new), "updated": len(changed), "removed": len(gone), "kept_edits": len(kept | (set(held) & set(rows))),
-            "views": sizes, "similarity": similarity}
+            "views": sizes, "similarity": similarity, "map": mapped, "clustered": clustered}
 
 
 def _open_and_find(lib: Library, run: Run | None, scope: Scope | None, say, embedder=None) -> tuple:
@@ -734,7 +739,9 @@ def pull(lib: Library, *, resolve: str | None = None, create: bool = False, on_p
         rows = library_rows(lib, _resolve_run(lib, run)[0], list(settled))
         _write(dataset, {i: rows[i] for i in settled if i in rows}, keep=set(), state=state)
     shown = (dataset.info.get("similarity") or {}).get("embedder")
-    out["sync"] = sync(lib, run, embedder=shown, on_progress=on_progress)  # the dataset's own scope and embedder again
+    mapped = "map" in dataset.info  # curator.fiftyone_map.INFO
+    # the dataset's own scope, embedder and map again
+    out["sync"] = sync(lib, run, embedder=shown, show_map=mapped, on_progress=on_progress)
     return out
 
 

@@ -1,7 +1,7 @@
 """What the library's FiftyOne dataset shows: its saved views, and the working set of a big library.
 
 Every saved view is the exact result of ``curator find`` (or ``curator suspects``, ``curator
-duplicates --conflicts``) with the same options, in its order.
+duplicates --conflicts``, ``curator discover --cluster N``) with the same options, in its order.
 
 A dataset mirrors the whole library (``Scope(all=True)``, ``browse --all``) or holds a working
 set, the default above ``WORKING_SET_ABOVE`` active images, where a mirror would take too long
@@ -84,6 +84,7 @@ def view_queries(lib: Library, run: Run | None, *, limit: int | None = None,
     from sqlalchemy import select
 
     from curator.dedup import label_conflicts
+    from curator.fiftyone_map import cluster_views
     from curator.filters import Query, find
     from curator.library.models import UNLABELLED, ImageTag
 
@@ -116,6 +117,7 @@ def view_queries(lib: Library, run: Run | None, *, limit: int | None = None,
     with lib.session() as s:
         views["label-conflicts"] = ("curator duplicates --conflicts",
                                     [m["id"] for g in label_conflicts(s) for m in g["members"]])
+        views.update(cluster_views(s, limit=limit))  # cluster-N: curator.fiftyone_map
         for tag in s.scalars(select(ImageTag.tag).distinct().order_by(ImageTag.tag)):
             views[f"{TAG_VIEW}{tag}"] = (f"curator find --tagged {tag}", list(s.scalars(
                 select(ImageTag.image_id).where(ImageTag.tag == tag).order_by(ImageTag.image_id).limit(limit))))

@@ -31,6 +31,7 @@ def browse(
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Take only the first N images of each --tagged / --class.", min=1)] = None,
     max_samples: Annotated[int, typer.Option(metavar="N", help="The most images a working set holds.", min=1)] = MAX_SAMPLES,
     embedder: Annotated[Optional[str], typer.Option(metavar="E", help="Whose embeddings to index for 'sort by similarity' and the unfamiliar / outliers views [default: the one `find --unfamiliar` uses, when it has embeddings].")] = None,
+    show_map: Annotated[bool, typer.Option("--map/--no-map", help="Show the embeddings' 2-D map (computed from the stored vectors when they changed).")] = True,
     port: Annotated[int, typer.Option(help="The app's port.")] = 5151,
     address: Annotated[str, typer.Option(help="The address the app listens on.")] = "127.0.0.1",
     launch: Annotated[bool, typer.Option("--launch/--no-launch", help="Start the app after refreshing the dataset.")] = True,
@@ -52,7 +53,12 @@ def browse(
     sample carries its stored vector and a FiftyOne Brain similarity index over them lets the
     app sort by similarity to the selected images (nothing is recomputed; new vectors are
     added on the next browse); the views unfamiliar and outliers are `find --unfamiliar` and
-    `find --outliers` with the same embedder.
+    `find --outliers` with the same embedder. The app's embeddings panel shows their 2-D map
+    (UMAP when umap-learn is installed, else t-SNE, or PCA above 3,000 samples; made again only
+    when the vectors changed; --no-map skips it), coloured by ground_truth or by cluster: the
+    number of the `curator discover` cluster an image is in. Each cluster that is still open,
+    tagged, unknown or dismissed has a saved view cluster-N; tag its images in the app, then
+    `curator pull`.
 
     What the dataset holds: up to 100,000 active images, every one (--all); above that, or
     with --tagged / --class, a working set (--working-set) that opens quickly: the images
@@ -71,7 +77,7 @@ def browse(
     lib = open_lib(db)
     with status("starting FiftyOne's database", quiet=json_) as say:
         pulled = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say) if pull_first else None
-        result = fiftyone_sync.sync(lib, run, scope=scope, embedder=embedder, on_progress=say)
+        result = fiftyone_sync.sync(lib, run, scope=scope, embedder=embedder, show_map=show_map, on_progress=say)
     show_notes(result["notes"])
     views = result["views"]
     chosen = view or ("low-confidence" if "low-confidence" in views else None)
@@ -90,7 +96,7 @@ def browse(
                      *(("class", c) for c in scope.classes), ("limit", limit),
                      ("max-samples", max_samples if max_samples != MAX_SAMPLES else None)]
             again = " ".join(["curator browse", *({True: ["--all"], False: ["--working-set"]}.get(whole, [])),
-                              *(f"--{k} {v}" for k, v in asked if v)])
+                              *(f"--{k} {v}" for k, v in asked if v), *([] if show_map else ["--no-map"])])
             console.print(f"Open it with `{again}` (the app then serves {url}).")
         return
     serve(lib, chosen, address=address, port=port, remote=remote)
@@ -170,6 +176,12 @@ def _show_sync(r: dict) -> None:
     if sim:
         console.print(f"Similarity index {sim['brain_key']} (embedder {sim['embedder']}): {sim['samples']} samples with"
                       f" a vector, {sim['written']} written now; in the app, select images and sort by similarity.")
+    m = r.get("map")
+    if m:
+        console.print(f"2-D map {m['brain_key']} ({m['method']}, {m['samples']} samples, "
+                      + (f"computed in {m['seconds']} s" if m["computed"] else "unchanged")
+                      + "): the app's embeddings panel; colour by ground_truth.label or by cluster"
+                      f" ({r['clustered']} samples in a discover cluster).")
 
 
 def _holds(r: dict) -> str:
