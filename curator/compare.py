@@ -47,7 +47,9 @@ def prefer(runs: list[dict]) -> dict:
     for r in runs:
         loss, epoch, acc = best_val(r["epochs"])
         verdict = r["diagnosis"]["verdict"]
-        if loss is None:
+        if r.get("status") == "failed":
+            passed[r["name"]] = "failed: its training loss stopped being a number (diverged)"
+        elif loss is None:
             passed[r["name"]] = "no validation loss recorded"
         elif verdict == "divergence":
             passed[r["name"]] = f"diverged ({r['diagnosis']['detail']})"
@@ -149,30 +151,19 @@ def compare(lib: Library, refs: list[str], *, x: str = "epoch", metric: str = "l
 def plot_png(runs: list[dict], path: Path, *, x: str = "epoch", metric: str = "loss") -> Path:
     """Every run's train (solid) and validation (dashed) ``metric`` in one panel, a colour a run,
     each labelled with its diagnosis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     key = METRICS[metric]
-    fig, ax = plt.subplots(figsize=(9, 5))
-    try:
-        for i, r in enumerate(runs):
-            colour = f"C{i % 10}"
-            at = xs(r["epochs"], x)
-            for split, style in (("train", "-"), ("val", "--")):
-                points = [(a, e[f"{split}_{key}"]) for a, e in zip(at, r["epochs"]) if curves.finite(e.get(f"{split}_{key}"))]
-                if points:
-                    ax.plot(*zip(*points), style, color=colour, marker=".",
-                            label=f"{r['name']} {split}" + (f" ({r['diagnosis']['verdict']})" if split == "val" else ""))
-        ax.set_xlabel("epoch" if x == "epoch" else "seconds of training")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{metric} by {x}: " + ", ".join(r["name"] for r in runs))
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    fig, ax = curves.pyplot().subplots(figsize=(9, 5))
+    for i, r in enumerate(runs):
+        at = xs(r["epochs"], x)
+        for split, style in (("train", "-"), ("val", "--")):
+            points = [(a, e[f"{split}_{key}"]) for a, e in zip(at, r["epochs"]) if curves.finite(e.get(f"{split}_{key}"))]
+            if points:
+                ax.plot(*zip(*points), style, color=f"C{i % 10}", marker=".",
+                        label=f"{r['name']} {split}" + (f" ({r['diagnosis']['verdict']})" if split == "val" else ""))
+    ax.set_xlabel("epoch" if x == "epoch" else "seconds of training")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{metric} by {x}: " + ", ".join(r["name"] for r in runs))
+    fig.tight_layout()
+    return curves.save_png(fig, path)

@@ -4,7 +4,7 @@ Every function takes ``epochs``, the run's per-epoch rows oldest first, each a d
 ``epoch`` (1-based, increasing), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
 ``lr`` and ``seconds``. Accuracies are fractions in [0, 1]. ``val_*`` is None when the run had
 no validation images, and a loss may be NaN or inf when training blew up. Nothing here prints;
-matplotlib is imported only inside :func:`figure`.
+matplotlib is imported only when a picture is drawn (:func:`pyplot`).
 """
 
 from __future__ import annotations
@@ -223,15 +223,27 @@ def plot_png(epochs: list[dict], path: str | Path, *, title: str | None = None,
     Raises:
         InvalidInput: ``epochs`` is empty.
     """
-    path = Path(path)
-    fig = figure(epochs, title=title, diagnosis=diagnosis)
+    return save_png(figure(epochs, title=title, diagnosis=diagnosis), path)
+
+
+def pyplot():
+    """matplotlib's pyplot on its Agg backend (files, no display), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a 100-dpi PNG at ``path`` (its folder made), then close it."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png", dpi=100)
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     return path
 
 
@@ -258,13 +270,9 @@ def figure(epochs: list[dict], *, title: str | None = None, diagnosis: dict | No
     """
     if not epochs:
         raise InvalidInput("no epochs to plot: the run recorded none")
-    import matplotlib
-
-    matplotlib.use("Agg")
     import textwrap
 
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     found = diagnosis or diagnose(epochs)
     best = _best_epoch(epochs)
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4.8))

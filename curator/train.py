@@ -110,7 +110,7 @@ def pick_device(name: str = "auto") -> torch.device:
 # -- what to train on ------------------------------------------------------------------------
 
 
-def _build(s, name: str) -> SplitBuild:
+def get_build(s, name: str) -> SplitBuild:
     build = s.scalar(select(SplitBuild).where(SplitBuild.name == name))
     if build is None:
         known = ", ".join(s.scalars(select(SplitBuild.name).order_by(SplitBuild.id))) or "none yet"
@@ -122,7 +122,7 @@ def split_examples(lib: Library, build_name: str, split: str, size: int, *, work
     """A build's images of one split, with labels as indices into the build's class list; each
     from its readable path (``curator.locations``), those with none left out and counted."""
     with lib.session() as s:
-        build = _build(s, build_name)
+        build = get_build(s, build_name)
         index = {c: i for i, c in enumerate(json.loads(build.classes))}
         names = _class_names(s)
         rows = s.execute(
@@ -200,7 +200,7 @@ def _unique_name(s, wanted: str) -> str:
 def _start_run(lib: Library, build_name: str, cfg: TrainConfig, *, name, warm_start, throwaway, device,
                purpose=TRAIN_PURPOSE) -> tuple[Run, dict | None]:
     with lib.session() as s:
-        build = _build(s, build_name)
+        build = get_build(s, build_name)
         classes = json.loads(build.classes)
         if not classes:
             raise InvalidInput(f"split build {build_name} has no classes: lower --min-count in `curator build-splits`")
@@ -267,7 +267,7 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
         parent = checkpoints.load(_best_checkpoint(lib, warm_start)) if warm_start else None
     run_name = _broadcast_name(run_name, dist)
     with lib.session() as s:
-        classes = json.loads(_build(s, splits).classes)
+        classes = json.loads(get_build(s, splits).classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same starting head and weights
     try:
         model = create_model(cfg, len(classes), parent)

@@ -291,6 +291,14 @@ def compare(
     result = compare_lib.compare(open_lib(db), runs, x=x, metric=metric, png=png)
     if json_:
         return print_json(result)
+    print_comparison(result)
+
+
+def print_comparison(result: dict) -> None:
+    """``compare.compare``'s answer: the runs, the options that differ, the run to prefer and why."""
+    from curator import compare as compare_lib
+
+    metric = result["metric"]
     key = "val_loss" if metric == "loss" else "val_acc"
     t = table("Run", "Diagnosis", "Best val loss", "At epoch", "Val acc there", "Epochs", "Seconds", f"Val {metric}")
     for r in result["runs"]:
