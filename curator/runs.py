@@ -140,6 +140,8 @@ def _describe(lib: Library, run: Run, prod_id: int | None) -> dict:
         "finished_at": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
         "device": run.device, "world_size": run.world_size, "folder": str(folder),
         "checkpoint": str(folder / "best.pt"), "params": json.loads(run.params),
+        # a final fit (curator.final) trains on its validation images too
+        "held_out_val": not json.loads(run.params).get("final", False),
     }
 
 

@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int | None = None
     cache_mib: int = 2048  # decode the build once when it fits; stream it otherwise
+    final: bool = False  # train on train + val for exactly `epochs` (curator.final): val is not held out
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -144,6 +145,9 @@ def _examples(lib: Library, build_name: str, cfg: TrainConfig) -> tuple[Examples
     when no training image can be read."""
     train_set = split_examples(lib, build_name, "train", cfg.img_size, workers=cfg.workers)
     val_set = split_examples(lib, build_name, "val", cfg.img_size, workers=cfg.workers)
+    if cfg.final:  # the validation images train too; their curve is kept, but it is not held out
+        train_set = Examples(train_set.paths + val_set.paths, torch.cat([train_set.labels, val_set.labels]),
+                             cfg.img_size, workers=cfg.workers, missing=train_set.missing + val_set.missing)
     if not train_set.paths and train_set.missing:
         raise NotFound(f"no training image of build {build_name} could be read: {train_set.missing} files missing;"
                        " run `curator relocate OLD NEW` if their folder moved, or import them again")
@@ -401,7 +405,8 @@ def _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, *, star
         seconds = time.perf_counter() - t0
         row = dict(epoch=epoch, train_loss=stats[0], train_acc=stats[1], val_loss=val_loss, val_acc=val_acc,
                    lr=lr, seconds=seconds, images_per_s=stats[2] / max(seconds, 1e-9))
-        better = prog.improved(val_acc if val_set.paths else None, val_loss if val_set.paths else stats[0])
+        # A final fit keeps its last epoch: its validation images are training images.
+        better = cfg.final or prog.improved(val_acc if val_set.paths else None, val_loss if val_set.paths else stats[0])
         if better:
             prog.best_acc = val_acc if val_acc is not None else -1.0
             prog.best_loss = val_loss if val_loss is not None else stats[0]

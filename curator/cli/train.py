@@ -26,7 +26,7 @@ def train(
     splits: Annotated[Optional[str], typer.Option(help="The split build to train on (see `curator splits`).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Any timm model name [default: resnet18; a warm start keeps its parent's].")] = None,
     img_size: Annotated[int, typer.Option(help="Square input size in pixels.", min=16)] = 128,
-    epochs: Annotated[int, typer.Option(help="At most this many epochs; the learning rate's cosine decay ends there.", min=1)] = 60,
+    epochs: Annotated[Optional[int], typer.Option(help="At most this many epochs; the learning rate's cosine decay ends there [default: 60; with --final: the source run's best epoch].", min=1, show_default=False)] = None,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score.", min=1)] = 8,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay) [default: 1e-3; 3e-4 when warm-starting].", show_default=False)] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
@@ -45,6 +45,8 @@ def train(
     workers: Annotated[Optional[int], typer.Option(help="Image-decoding processes [default: cores - 1].", min=0)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffling and augmentation.")] = 0,
     resume: Annotated[Optional[str], typer.Option(help="Continue this interrupted run from its last epoch (other options are the run's).")] = None,
+    final: Annotated[bool, typer.Option("--final", help="The production fit: an earlier run's options on train + val together, for the epochs it needed; evaluated once on test and benchmark.")] = False,
+    from_: Annotated[Optional[str], typer.Option("--from", help="With --final: whose options [default: the build's run with the lowest validation loss].", show_default=False)] = None,
     score: Annotated[bool, typer.Option("--score/--no-score", help="Afterwards score the build's images and evaluate (for `curator review`).")] = True,
     db: DbOption = None,
     json_: JsonOption = False,
@@ -54,13 +56,18 @@ def train(
     Warm-start from an earlier run to keep its weights with a new head for the new class list.
     Ctrl-C stops after the current batch; `curator train --resume RUN` goes on from the last epoch.
     Under `torchrun --nproc-per-node N` the same command trains with DistributedDataParallel.
+    --final trains the chosen options again on train and val together (validation is then not
+    held out), for the epochs the best earlier run needed, and evaluates once on test.
 
-    Example: curator train --splits min40 --warm-start latest --epochs 30
+    Example: curator train --splits min40 --warm-start latest --epochs 30; curator train --final --splits min40
     """
     from curator import runs as runs_lib
     from curator import train as train_lib
     from curator.locations import missing_warning
 
+    if final:
+        return _final(splits, from_, epochs, name, db, json_)
+    epochs = epochs or train_lib.EPOCHS
     if not resume and not splits:
         raise typer.BadParameter("give the split build to train on, e.g. --splits min40", param_hint="--splits")
     if pretrained and weights:
@@ -105,6 +112,37 @@ def epoch_printer(total: int):
         console.print(f"epoch {row['epoch']:>3}/{total}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}"
                       f"{val}  lr {row['lr']:.1e}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} images/s")
     return show
+
+
+def _final(splits, source, epochs, name, db, json_) -> None:
+    from curator import final
+
+    lib = open_lib(db)
+    stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
+    shown = {}
+
+    def start(plan: dict) -> None:
+        shown["epoch"] = None if json_ else epoch_printer(plan["epochs"])
+        if not json_:
+            console.print(f"Final fit of {plan['source']}'s options on {plan['build']}'s train + val: {plan['epochs_from']}.")
+
+    try:
+        result = final.fit(lib, splits=splits, source=source, epochs=epochs, name=name, on_start=start,
+                           on_epoch=lambda row: shown["epoch"] and shown["epoch"](row), should_stop=stop)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted: resume with `curator train --resume RUN`.")
+        raise typer.Exit(130) from None
+    if json_:
+        return print_json(result)
+    console.print(f"Final fit {result['name']}: {result['source']}'s options on {result['build']}'s train + val,"
+                  f" {result['epochs_from']}; {result['status']} after {result['epochs']} epochs (its validation"
+                  " numbers are not held out). Checkpoint: " + result["checkpoint"])
+    for split, ev in result["evaluations"].items():
+        console.print(_eval_line(split, ev))
+    for note in result["notes"]:
+        err_console.print(f"Note: {note}")
+    if result["status"] == "interrupted":
+        raise typer.Exit(130)
 
 
 def _score_and_evaluate(lib, run: str, quiet: bool) -> dict:
