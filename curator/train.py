@@ -242,13 +242,14 @@ def _discard(lib: Library, run_name: str) -> None:
 
 def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: str | None = None,
           warm_start: str | None = None, throwaway: bool = False, purpose: str = TRAIN_PURPOSE,
-          on_epoch: Callable[[dict], None] | None = None,
+          on_start: Callable[[str, dict], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Train a new run on split build ``splits``.
 
     Args:
         warm_start: a run (name, id or ``latest``) whose weights, all but the classifier, start
             this one; the model name follows the parent's.
+        on_start: called with the run's name and options once it exists (rank 0 only).
         on_epoch: called with each epoch's row (rank 0 only).
         should_stop: polled between batches; True ends the run as ``interrupted`` (resumable).
         purpose: ``train``, or a helper purpose (``suspects``): a helper run is never ``latest``.
@@ -267,6 +268,8 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
         run, parent = _start_run(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway, device=device,
                                  purpose=purpose)
         run_name = run.name
+        if on_start:
+            on_start(run_name, asdict(cfg))
     else:
         parent = checkpoints.load(_best_checkpoint(lib, warm_start)) if warm_start else None
     run_name = _broadcast_name(run_name, dist)
@@ -296,7 +299,7 @@ def _best_checkpoint(lib: Library, ref: str) -> Path:
         return run_folder(lib, find_run(s, ref)) / "best.pt"
 
 
-def resume(lib: Library, ref: str, *, on_epoch=None, should_stop=lambda: False) -> dict:
+def resume(lib: Library, ref: str, *, on_start=None, on_epoch=None, should_stop=lambda: False) -> dict:
     """Continue an interrupted run from its last finished epoch, with the options it had."""
     dist = Dist.from_env()
     with lib.session() as s:
@@ -324,6 +327,8 @@ def resume(lib: Library, ref: str, *, on_epoch=None, should_stop=lambda: False) 
             # the checkpoint carries it, so it is put back.
             s.merge(RunEpoch(run_id=r.id, **state["metrics"]))
             r.epochs_run = state["epoch"]
+        if on_start:
+            on_start(name, asdict(cfg))
     return _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, start_epoch=state["epoch"] + 1,
                 state=state, on_epoch=on_epoch, should_stop=should_stop)
 

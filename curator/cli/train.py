@@ -45,6 +45,7 @@ def train(
     workers: Annotated[Optional[int], typer.Option(help="Image-decoding processes [default: cores - 1].", min=0)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffling and augmentation.")] = 0,
     resume: Annotated[Optional[str], typer.Option(help="Continue this interrupted run from its last epoch (other options are the run's).")] = None,
+    log_to: Annotated[Optional[tuple[str, str]], typer.Option("--log-to", metavar="KIND DIR", help="Also write the run to an experiment tracker: tensorboard DIR or mlflow DIR (installed with pip install 'curator[tensorboard]' or 'curator[mlflow]').", show_default=False)] = None,
     final: Annotated[bool, typer.Option("--final", help="The production fit: an earlier run's options on train + val together, for the epochs it needed; evaluated once on test and benchmark.")] = False,
     from_: Annotated[Optional[str], typer.Option("--from", help="With --final: whose options [default: the build's run with the lowest validation loss].", show_default=False)] = None,
     score: Annotated[bool, typer.Option("--score/--no-score", help="Afterwards score the build's images and evaluate (for `curator review`).")] = True,
@@ -62,6 +63,7 @@ def train(
     Example: curator train --splits min40 --warm-start latest --epochs 30; curator train --final --splits min40
     """
     from curator import runs as runs_lib
+    from curator import trackers
     from curator import train as train_lib
     from curator.locations import missing_warning
 
@@ -75,24 +77,29 @@ def train(
     if warm_start and (pretrained or weights):
         raise typer.BadParameter("--warm-start starts from a run's weights: leave out --pretrained/--weights", param_hint="--warm-start")
     lib = open_lib(db)
+    tracker = trackers.open_tracker(*log_to) if log_to else None
     stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
     total = runs_lib.summary(lib, resume)["params"]["epochs"] if resume else epochs  # a resumed run keeps its own
-    show = None if json_ else epoch_printer(total)
+    printer = None if json_ else epoch_printer(total)
+    show = printer if tracker is None else lambda row: (tracker.epoch(row), printer and printer(row))
+    start = tracker.start if tracker else None
     try:
         if resume:
-            result = train_lib.resume(lib, resume, on_epoch=show, should_stop=stop)
+            result = train_lib.resume(lib, resume, on_start=start, on_epoch=show, should_stop=stop)
         else:
             cfg = train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
                                         weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
                                         rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
                                         head_epochs=head_epochs, seed=seed, device=device, workers=workers)
             result = train_lib.train(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway,
-                                     on_epoch=show, should_stop=stop)
+                                     on_start=start, on_epoch=show, should_stop=stop)
     except KeyboardInterrupt:
         err_console.print("Interrupted: epochs finished so far are saved; resume with `curator train --resume RUN`.")
         raise typer.Exit(130) from None
     if "rank" in result:  # a torchrun worker other than rank 0: rank 0 reports
         return
+    if tracker:
+        trackers.finish(lib, tracker, result)
     if result["status"] == "interrupted":
         err_console.print(f"Interrupted after epoch {result['epochs']}: resume with `curator train --resume {result['name']}`.")
         raise typer.Exit(130)
