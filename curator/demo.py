@@ -88,7 +88,7 @@ def _browse(lib: Library, run: str) -> Iterator[tuple[str, dict]]:
     summary = predict.score(lib, run, predict.pool_ids(lib, "unlabelled") + predict.pool_ids(lib, "unknown"))
     summary.pool = "unlabelled and unknown"
     yield f"bulk-identify the rest of the pool and the unknown images with {run}", summary.to_dict()
-    yield "FiftyOne dataset and saved views", fiftyone_sync.sync(lib, run)
+    yield "FiftyOne dataset and saved views", fiftyone_sync.sync(lib, run, show_map=True)
 
 
 ACCEPT_CONFIDENCE = 0.95

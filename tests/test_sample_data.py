@@ -90,6 +90,7 @@ def test_demo_runs_the_loop_and_says_what_it_did(cli, tmp_path):
     assert "[bulk-identify the rest of the pool and the unknown images with min40] " in r.stdout
     assert "[FiftyOne dataset and saved views] dataset curator: " in r.stdout
     assert f"min40's predictions, database in {db.parent / 'fiftyone'}; saved views: low-confidence (" in r.stdout
+    assert "The embeddings' 2-D map (tsne, 582 samples) is in the app's embeddings panel." in r.stdout
     assert "Done. The library is" in r.stdout and "curator browse --run min40" in r.stdout
     _views_match_find(db)
     again = cli("demo", "--data", SAMPLE, "--db", db)

@@ -138,7 +138,9 @@ def _print_step(step: str, r: dict) -> None:
         console.print(f"[{step}] dataset {r['dataset']}: {r['samples']} samples with {r['run']}'s predictions,"
                       f" database in {r['database']}; saved views: "
                       + ", ".join(f"{name} ({n})" for name, n in r["views"].items() if not name.startswith("look-alike-"))
-                      + f", and {sum(name.startswith('look-alike-') for name in r['views'])} look-alike-CLASS views.")
+                      + f", and {sum(name.startswith('look-alike-') for name in r['views'])} look-alike-CLASS views."
+                      + (f" The embeddings' 2-D map ({r['map']['method']}, {r['map']['samples']} samples) is in the app's"
+                         " embeddings panel." if r.get("map") else ""))
     elif "best_val_acc" in r:
         ev = r["evaluation"]["metrics"] if r["evaluation"] else None
         acc = f"test accuracy {ev['accuracy']:.3f} ({baseline_text(ev['baseline'])})" if ev else "no test images"
