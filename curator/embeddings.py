@@ -239,7 +239,7 @@ def embed(lib: Library, model: str = LITE0_MODEL, *, weights: str | None = None,
     from curator.data import loader
     from curator.locations import readable_paths
     from curator.predict import pool_where
-    from curator.train import pick_device
+    from curator.devices import pick_device
 
     t0 = time.perf_counter()
     where = pool_where(pool)

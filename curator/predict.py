@@ -37,7 +37,7 @@ from curator.library import Library
 from curator.library.inserts import insert_new
 from curator.library.models import Image, Prediction, SplitMember, utcnow
 from curator.locations import readable_paths
-from curator.train import Dist, pick_device
+from curator.devices import Dist, pick_device
 
 
 POOLS = ("unlabelled", "unknown", "rejected", "labelled", "all")
@@ -237,8 +237,7 @@ def _device(name: str, dist: Dist) -> torch.device:
     device = pick_device(name)
     if dist.world > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-    if dist.world > 1 and device.type == "cpu":  # the processes share the cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    dist.share_cores(device)
     return device
 
 

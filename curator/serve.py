@@ -83,7 +83,7 @@ class Predictor:
     def __init__(self, lib: Library, ref: str = "production", *, top_k: int = 5, device: str = "auto",
                  max_batch: int = 8) -> None:
         from curator import predict, thresholds
-        from curator.train import pick_device
+        from curator.devices import pick_device
 
         self.lib = lib
         # All torch work (loading included) on one thread of our own. The web server runs

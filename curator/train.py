@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from curator import checkpoints, weights
 from curator.data import Examples, augment, normalise, shard
+from curator.devices import Dist, pick_device
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
 from curator.library.models import ACTIVE, TRAIN_PURPOSE, Image, Run, RunEpoch, SplitBuild, SplitMember, utcnow
@@ -77,35 +78,6 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in json.loads(text).items() if k in known})
-
-
-@dataclass
-class Dist:
-    """Where this process sits in a torchrun job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> Dist:
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: the GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InvalidInput(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput(f"device {name} asked for, but torch sees no GPU here: use --device cpu")
-    return device
 
 
 # -- what to train on ------------------------------------------------------------------------
@@ -372,8 +344,7 @@ class _Progress:
 def _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, *, start_epoch, state, on_epoch,
          should_stop) -> dict:
     torch.manual_seed(cfg.seed + start_epoch)
-    if device.type == "cpu" and dist.world > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    dist.share_cores(device)
     data_cfg = _data_config(model, cfg)
     train_set, val_set = sets
     for ex in (train_set, val_set):

@@ -1,0 +1,53 @@
+"""Where the work runs: the torch device, and this process's place in a ``torchrun`` job.
+
+Training, prediction, embedding and the service all choose their device with ``pick_device``;
+training and bulk prediction read their place in a job (RANK, WORLD_SIZE, LOCAL_RANK) with
+``Dist.from_env``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from curator.errors import InvalidInput
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU.
+
+    Raises:
+        InvalidInput: an unknown device name, or a GPU asked for where torch sees none.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidInput(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"device {name} asked for, but torch sees no GPU here: use --device cpu")
+    return device
+
+
+@dataclass
+class Dist:
+    """Where this process sits in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+    def share_cores(self, device: torch.device) -> None:
+        """On the CPU, the job's processes share the machine's cores instead of each taking all."""
+        if self.world > 1 and device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world))
