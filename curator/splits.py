@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from curator import split_rules
-from curator.errors import InvalidInput
+from curator.errors import InvalidInput, NotFound
 from curator.library import Library
 from curator.library.models import (
     ACTIVE,
@@ -32,8 +32,8 @@ from curator.library.models import (
     Subclass,
 )
 from curator.locations import readable_paths
+from curator.split_rules import SPLITS
 
-SPLITS = ("train", "val", "test", "benchmark")
 FORMATS = ("imagefolder", "csv")
 
 
@@ -126,13 +126,17 @@ def _totals(splits: dict[int, str]) -> dict[str, int]:
     return totals
 
 
-def _get(s: Session, name: str) -> SplitBuild:
-    found = s.scalar(select(SplitBuild).where(SplitBuild.name == name))
-    if found is None:
-        names = s.scalars(select(SplitBuild.name).order_by(SplitBuild.id.desc()).limit(8)).all()
-        raise InvalidInput(f"no split build named {name} (known: {', '.join(names) or 'none yet'});"
-                           " make one with `curator build-splits`")
-    return found
+def get_build(s: Session, name: str) -> SplitBuild:
+    """The split build called ``name``.
+
+    Raises:
+        NotFound: no build of that name (the message names the builds there are).
+    """
+    build = s.scalar(select(SplitBuild).where(SplitBuild.name == name))
+    if build is None:
+        known = ", ".join(s.scalars(select(SplitBuild.name).order_by(SplitBuild.id))) or "none yet"
+        raise NotFound(f"no split build named {name!r} (builds: {known}); make one with `curator build-splits`")
+    return build
 
 
 def _leaks(s: Session, build_id: int) -> list[str]:
@@ -151,7 +155,7 @@ def _leaks(s: Session, build_id: int) -> list[str]:
 def check(lib: Library, name: str) -> list[str]:
     """Leaks in a stored build: a duplicate group or an identical hash in two splits."""
     with lib.session() as s:
-        return _leaks(s, _get(s, name).id)
+        return _leaks(s, get_build(s, name).id)
 
 
 def list_builds(lib: Library) -> list[dict]:
@@ -166,7 +170,7 @@ def list_builds(lib: Library) -> list[dict]:
 def show(lib: Library, name: str) -> dict:
     """A build's options, classes (in model-head order), per-class counts per split, report."""
     with lib.session() as s:
-        b = _get(s, name)
+        b = get_build(s, name)
         rows = s.execute(
             select(LabelClass.name, SplitMember.split, func.count())
             .join(Image, Image.id == SplitMember.image_id)
@@ -185,7 +189,7 @@ def show(lib: Library, name: str) -> dict:
 def members(lib: Library, name: str) -> list[dict]:
     """Every image of a build: id, path (one that exists, when any does), split, class, sub-class, sha256."""
     with lib.session() as s:
-        b = _get(s, name)
+        b = get_build(s, name)
         rows = s.execute(
             select(Image.id, Image.path, SplitMember.split, LabelClass.name, Subclass.name, Image.sha256)
             .join(Image, Image.id == SplitMember.image_id)

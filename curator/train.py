@@ -30,9 +30,10 @@ from curator.data import Examples, augment, normalise, shard
 from curator.devices import Dist, pick_device
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
-from curator.library.models import ACTIVE, TRAIN_PURPOSE, Image, Run, RunEpoch, SplitBuild, SplitMember, utcnow
+from curator.library.models import ACTIVE, TRAIN_PURPOSE, Image, Run, RunEpoch, SplitMember, utcnow
 from curator.locations import readable_paths
 from curator.runs import find_run, run_folder, summary
+from curator.splits import get_build
 
 CHECKPOINT_FORMAT = checkpoints.FORMAT
 EPOCHS, LR = 60, 1e-3
@@ -81,14 +82,6 @@ class TrainConfig:
 
 
 # -- what to train on ------------------------------------------------------------------------
-
-
-def get_build(s, name: str) -> SplitBuild:
-    build = s.scalar(select(SplitBuild).where(SplitBuild.name == name))
-    if build is None:
-        known = ", ".join(s.scalars(select(SplitBuild.name).order_by(SplitBuild.id))) or "none yet"
-        raise NotFound(f"no split build named {name!r} (builds: {known}); make one with `curator build-splits`")
-    return build
 
 
 def split_examples(lib: Library, build_name: str, split: str, size: int, *, workers=None) -> Examples:

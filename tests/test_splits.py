@@ -115,7 +115,7 @@ def test_clear_errors(sample, cli, kwargs, message):
 
 def test_unknown_and_taken_names(sample, cli):
     r = cli("splits", "show", "nope")
-    assert (r.exit_code, r.stderr) == (1, "Error: no split build named nope (known: none yet); make one with `curator build-splits`\n")
+    assert (r.exit_code, r.stderr) == (1, "Error: no split build named 'nope' (builds: none yet); make one with `curator build-splits`\n")
     assert cli("build-splits", "--min-count", 35, "--name", "x").exit_code == 0
     r = cli("build-splits", "--min-count", 35, "--name", "x")
     assert r.stderr == "Error: a split build named x exists: pick another --name (see it with `curator splits show x`)\n"
