@@ -24,6 +24,7 @@ from curator.library.models import (
     ImageTally,
     LabelClass,
     Subclass,
+    label_text,
 )
 
 RESERVED = set(LABEL_STATES)  # names no class or sub-class may take
@@ -39,9 +40,7 @@ class LabelSpec:
     sub: str | None = None
 
     def __str__(self) -> str:
-        if self.state != LABELLED:
-            return self.state
-        return f"{self.cls}/{self.sub}" if self.sub else str(self.cls)
+        return label_text(self.state, self.cls, self.sub)
 
 
 def validate_name(name: str, what: str = "class") -> str:

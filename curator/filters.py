@@ -25,7 +25,7 @@ from curator import filter_sql, tallies
 from curator.classes import get_class, get_subclass
 from curator.errors import InvalidInput
 from curator.library import Library
-from curator.library.models import LABEL_STATES, LABELLED, UNKNOWN, UNLABELLED, Image, ImageTag
+from curator.library.models import LABEL_STATES, LABELLED, UNKNOWN, UNLABELLED, Image, ImageTag, label_text
 from curator.runs import pick_run
 from curator.split_rules import SPLITS
 
@@ -141,8 +141,7 @@ def _window(q: Query) -> int | None:
 
 def _show(r) -> dict:
     """One shown row as ``find`` returns it (``top_k`` decoded here, for shown rows only)."""
-    label = r.label_state if r.label_state != LABELLED else (
-        f"{r.class_name}/{r.subclass_name}" if r.subclass_name else r.class_name)
+    label = label_text(r.label_state, r.class_name, r.subclass_name)
     return {"image_id": r.image_id, "path": r.path, "label": label, "predicted": r.predicted,
             "confidence": r.confidence, "top_k": json.loads(r.top_k), "split": r.split, "staged": r.staged,
             "synthetic": r.synthetic, "needs": r.needs, "staged_share": r.staged_share}

@@ -33,6 +33,7 @@ from curator.library.models import (
     Image,
     LabelClass,
     Subclass,
+    label_text,
 )
 
 
@@ -310,7 +311,7 @@ def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Chan
         return Change("rename", unchanged=len(images_under(session, spec)))
     siblings = cls.subclasses if sub else session.query(LabelClass).all()
     if any(t.name == new and t is not target for t in siblings):
-        what = f"{cls.name}/{new}" if sub else new
+        what = label_text(LABELLED, cls.name, new) if sub else new
         raise InvalidInput(f"'{what}' already exists: use `curator classes merge {old} {what}`")
     images = _locked_under(session, spec, cls, sub)
     before = {im.id: im.label for im in images}

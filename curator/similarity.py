@@ -37,7 +37,7 @@ from sqlalchemy import select
 from curator import embeddings, filter_sql, vector_index
 from curator.errors import InvalidInput
 from curator.library import Library
-from curator.library.models import ACTIVE, LABELLED, UNKNOWN, UNLABELLED, Embedder, Image
+from curator.library.models import ACTIVE, LABELLED, UNKNOWN, UNLABELLED, Embedder, Image, label_text
 
 POOLS = ("unlabelled", "unknown", "labelled", "all")
 OVERFETCH = 4  # neighbours fetched per wanted row, and the widening factor
@@ -340,8 +340,7 @@ def show(lib: Library, ids: np.ndarray, run) -> list[dict]:
 
 
 def _row(r) -> dict:
-    label = r.label_state if r.label_state != LABELLED else (
-        f"{r.class_name}/{r.subclass_name}" if r.subclass_name else r.class_name)
+    label = label_text(r.label_state, r.class_name, r.subclass_name)
     return {"image_id": r.image_id, "path": r.path, "label": label, "predicted": r.predicted,
             "confidence": r.confidence, "top_k": json.loads(r.top_k) if r.top_k else [], "split": r.split,
             "staged": r.staged, "synthetic": r.synthetic}

@@ -53,10 +53,12 @@ def import_(
 
     Example: curator import sample_data/library --labels-from-folders
     """
-    label = f"{class_}/{subclass}" if class_ and subclass else class_
     if subclass and not class_:
         raise typer.BadParameter("--subclass needs --class", param_hint="--subclass")
     from curator import ingest
+    from curator.library.models import LABELLED, label_text
+
+    label = label_text(LABELLED, class_, subclass) if class_ else class_
 
     lib = open_lib(db)
     stop = GracefulStop("Stopping after the images read so far are saved (Ctrl-C again to stop now)...")

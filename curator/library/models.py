@@ -41,6 +41,14 @@ NAMING_CONVENTION = {
 UNLABELLED, LABELLED, UNKNOWN = "unlabelled", "labelled", "unknown"
 LABEL_STATES = (UNLABELLED, LABELLED, UNKNOWN)
 
+
+def label_text(state: str, cls: str | None = None, sub: str | None = None) -> str:
+    """A label as it is written everywhere: ``class``, ``class/sub``, or the state
+    (``unknown``, ``unlabelled``) when the image is not labelled."""
+    if state != LABELLED:
+        return state
+    return f"{cls}/{sub}" if sub else cls
+
 # What a run is for. Helper runs (suspects' k-fold runs, sweep trials) are kept and listed but
 # never count as the latest run (see curator.runs.find_run).
 TRAIN_PURPOSE, SUSPECTS_PURPOSE, SWEEP_PURPOSE = "train", "suspects", "sweep"
@@ -185,9 +193,7 @@ class Image(Base):
         if self.label_state != LABELLED:
             return self.label_state
         assert self.label_class is not None
-        if self.subclass is not None:
-            return f"{self.label_class.name}/{self.subclass.name}"
-        return self.label_class.name
+        return label_text(LABELLED, self.label_class.name, self.subclass.name if self.subclass else None)
 
 
 class ImageLocation(Base):
