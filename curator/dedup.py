@@ -233,7 +233,7 @@ def find_duplicates(
         compared = embedder and _embedding_pass(s, lib, h, embedder, index, min_similarity, detail_threshold, full,
                                                 run.id, summary)
         summary.groups, summary.images_in_groups = _regroup(s)
-        summary.conflicts = len(_conflicting_groups(s))
+        summary.conflicts = len(conflicting_groups(s))
         run.last_image_id = int(h.ids[-1]) if len(h.ids) else 0
         run.compared, run.new_pairs, run.groups = summary.compared, summary.new_pairs, summary.groups
         run.finished_at = utcnow()
@@ -524,10 +524,10 @@ class Conflicts:
 
 def label_conflicts(s: Session) -> list[dict]:
     """Groups whose labelled members carry different labels: the first thing to fix."""
-    return [describe_group(s, s.get(DuplicateGroup, gid)) for gid in _conflicting_groups(s)]
+    return [describe_group(s, s.get(DuplicateGroup, gid)) for gid in conflicting_groups(s)]
 
 
-def _conflicting_groups(s: Session) -> list[int]:
+def conflicting_groups(s: Session) -> list[int]:
     """Ids of the groups whose labelled members carry different labels, ascending."""
     labels: dict[int, set] = defaultdict(set)
     for gid, cls, sub in s.execute(

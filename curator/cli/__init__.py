@@ -61,10 +61,10 @@ app = typer.Typer(
 
 from curator.cli import (  # noqa: E402
     browse, classes, dedup, demo, discover, embed, filters, ingest, labels, library, locations, predict, report, serve,
-    similar, splits, suspects, sweep, train,
+    similar, splits, status, suspects, sweep, train,
 )
 
-for group in (library, ingest, locations, labels, classes, dedup, splits, train, sweep, predict, embed, filters, similar,
+for group in (status, library, ingest, locations, labels, classes, dedup, splits, train, sweep, predict, embed, filters, similar,
               discover, suspects, browse, serve, report, demo):  # register commands
     group.register(app)
 
