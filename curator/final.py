@@ -42,7 +42,7 @@ def source_run(s, splits: str | None, ref: str | None) -> Run:
         stmt = select(Run).where(Run.status == "done", Run.best_val_loss.is_not(None),
                                  Run.purpose.not_in([p for p in HELPER_PURPOSES if p != SWEEP_PURPOSE]))
         if splits:
-            from curator.train import get_build
+            from curator.splits import get_build
 
             stmt = stmt.where(Run.build_id == get_build(s, splits).id)
         runs = [r for r in s.scalars(stmt.order_by(Run.best_val_loss, Run.id)) if not json.loads(r.params).get("final")]

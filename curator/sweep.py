@@ -67,12 +67,13 @@ def sweep(lib: Library, splits: str, base, *, lrs: Sequence[float], batch_sizes:
     Raises:
         InvalidInput: bad settings, or a warm start asked for (a sweep starts fresh).
     """
+    from curator import splits as splits_lib
     from curator import train as train_lib
-    from curator.train import Dist
+    from curator.devices import Dist
 
     settings = combinations(lrs, batch_sizes or [base.batch_size], inits)
     with lib.session() as s:
-        train_lib.get_build(s, splits)  # a missing build: one line before any run starts
+        splits_lib.get_build(s, splits)  # a missing build: one line before any run starts
     dist = Dist.from_env()
     stopped = False
     for i, setting in enumerate(settings):
