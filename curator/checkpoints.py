@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from curator import atomic
 from curator.errors import InvalidInput, NotFound
 
 FORMAT = "curator-checkpoint/1"
@@ -33,11 +34,7 @@ def describe(model, *, model_name: str, classes: list[str], data_config: dict, e
 
 def save(ckpt: dict, path: str | os.PathLike) -> Path:
     """Write atomically: a kill mid-write leaves the previous file whole."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic.write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 def load(path: str | os.PathLike) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, select
 
-from curator import embeddings, vector_index
+from curator import atomic, embeddings, vector_index
 from curator.library import Library
 from curator.library.models import DedupRun, DuplicatePair, Embedder
 
@@ -47,10 +47,8 @@ def _compared(lib: Library, e: Embedder, min_similarity: float) -> np.ndarray | 
 def remember(lib: Library, e: Embedder, min_similarity: float, ids: np.ndarray) -> None:
     """Record the images compared (after the pairs are committed)."""
     path = _state_path(lib, e)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path.with_name(path.stem + ".tmp.npy"), ids)
-    path.with_name(path.stem + ".tmp.npy").replace(path)
-    path.with_suffix(".json").write_text(json.dumps({"min_similarity": min_similarity}))
+    atomic.write(path, lambda tmp: np.save(tmp, ids))
+    atomic.write_text(path.with_suffix(".json"), json.dumps({"min_similarity": min_similarity}))
 
 
 def find_pairs(lib: Library, s, e: Embedder, index: vector_index.VectorIndex, min_similarity: float, *,

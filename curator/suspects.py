@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from curator import atomic
 from curator.confident_learning import ProbabilityFile, in_memory, label_issues, ranked
 from curator.errors import InvalidInput
 
@@ -179,10 +180,7 @@ def _fold_probabilities(lib, run, parts: list[list[int]], cfg, on_fold):
 
 def _save(path, result: dict) -> None:
     """Keep the last result beside the run (FiftyOne's ``suspects`` view reads it), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(result))
 
 
 def _train_fold(lib, run, name: str, train_ids: list[int], cfg) -> None:

@@ -8,13 +8,12 @@ labelled, real-world images (``import_reviewed``).
 from __future__ import annotations
 
 import json
-import os
-import threading
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import insert, select
 
+from curator import atomic
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
 from curator.library.models import Transaction, utcnow
@@ -34,13 +33,8 @@ def keep(folder: Path, sha256: str, data: bytes, filename: str | None) -> str:
     """Store an uploaded image once per content (``folder/ab/sha256.ext``); returns its path."""
     ext = Path(filename or "").suffix.lower()[:6] or ".img"
     path = folder / sha256[:2] / f"{sha256}{ext}"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Each writer its own temporary file: two requests with the same image at once both
-        # write and replace (the same bytes), where one shared name let the second find it gone.
-        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    if not path.exists():  # two requests with the same image at once both write it (the same bytes)
+        atomic.write(path, lambda tmp: tmp.write_bytes(data))
     return str(path.resolve())
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from curator import embeddings
+from curator import atomic, embeddings
 from curator.library import Library
 from curator.library.models import Embedder
 
@@ -215,10 +214,7 @@ def _save(vi: VectorIndex, path: Path) -> None:
     """Write beside, then rename: a reader never sees half a file, two writers leave one whole."""
     import faiss
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, meta_tmp = (path.with_name(f".{path.stem}.{os.getpid()}{ext}") for ext in (".faiss", ".json"))
-    faiss.write_index(vi.index, str(tmp))
-    meta_tmp.write_text(json.dumps(vi.meta))
-    os.replace(tmp, path)  # the index first: a reader that sees the old description checks it again
-    os.replace(meta_tmp, path.with_suffix(".json"))
+    # The index first: a reader that sees the old description checks it again.
+    atomic.write(path, lambda tmp: faiss.write_index(vi.index, str(tmp)))
+    atomic.write_text(path.with_suffix(".json"), json.dumps(vi.meta))
     vi.path = path
