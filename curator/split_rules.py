@@ -288,10 +288,15 @@ def _cutoff(items: list[Item], usable: list[Item], min_count: int):
     return classes, below
 
 
+def seeded_hash(sha256: str, seed: int) -> int:
+    """A 64-bit number fixed by an image's content and ``seed``: the order splits (and
+    suspects' folds) deal images in, the same on every machine and every run."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{sha256}".encode(), digest_size=8).digest(), "big")
+
+
 def _rank(sha256: str, seed: int) -> tuple[int, str]:
     """A unit's place in line: a seeded hash of its content (sha256 breaks a tie)."""
-    digest = hashlib.blake2b(f"{seed}:{sha256}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big"), sha256
+    return seeded_hash(sha256, seed), sha256
 
 
 def _units(usable: list[Item], seed: int, previous: dict[int, str], problems: list[str]):

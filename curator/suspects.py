@@ -57,9 +57,9 @@ def rank(labels, probs, issues) -> list[dict]:
 
 
 def _fold_of(sha256: str, folds: int, seed: int) -> int:
-    import hashlib
+    from curator.split_rules import seeded_hash
 
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{sha256}".encode(), digest_size=8).digest(), "big") % folds
+    return seeded_hash(sha256, seed) % folds
 
 
 def _fold_build(lib, run, name: str, train_ids: list[int]) -> None:
