@@ -97,7 +97,7 @@ def refresh(lib: Library, dataset, e: Embedder | None, sample_ids: dict[int, str
 
 def _write(lib: Library, dataset, e: Embedder, field: str, sample_ids: dict[int, str], say) -> tuple[int, int]:
     """Write the vectors of the samples that lack one, CHUNK at a time: (written, now held)."""
-    from curator.fiftyone_sync import write_vectors
+    from curator.fiftyone_internals import write_vectors
 
     have = set(dataset.exists(field).values("curator_id"))
     missing = [i for i in sample_ids if i not in have]

@@ -227,7 +227,7 @@ def save_views(lib: Library, dataset, run: Run | None, views: dict[str, tuple[st
     """
     from fiftyone.core.utils import to_slug
 
-    from curator.fiftyone_sync import replace_saved_views
+    from curator.fiftyone_internals import replace_saved_views
 
     views = find_views(lib, run, embedder=(dataset.info.get("similarity") or {}).get("embedder")) if views is None else views
     if sample_ids is None:

@@ -69,14 +69,14 @@ def browse(
 
     Example: curator browse --view low-confidence --remote
     """
-    from curator import fiftyone_sync
+    from curator import fiftyone_pull, fiftyone_sync
     from curator.fiftyone_views import Scope, check_view
 
     scope = Scope(all=whole, view=view, tagged=tuple(tagged or ()), classes=tuple(classes or ()), limit=limit,
                   max_samples=max_samples)
     lib = open_lib(db)
     with status("starting FiftyOne's database", quiet=json_) as say:
-        pulled = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say) if pull_first else None
+        pulled = fiftyone_pull.pull(lib, resolve=resolve, create=create, on_progress=say) if pull_first else None
         result = fiftyone_sync.sync(lib, run, scope=scope, embedder=embedder, show_map=show_map, on_progress=say)
     show_notes(result["notes"])
     views = result["views"]
@@ -138,11 +138,11 @@ def pull(
 
     Example: curator pull --resolve fiftyone
     """
-    from curator import fiftyone_sync
+    from curator import fiftyone_pull
 
     lib = open_lib(db)
     with status("starting FiftyOne's database", quiet=json_) as say:
-        result = fiftyone_sync.pull(lib, resolve=resolve, create=create, on_progress=say)
+        result = fiftyone_pull.pull(lib, resolve=resolve, create=create, on_progress=say)
     if json_:
         return print_json(result)
     _show_pull(result)
