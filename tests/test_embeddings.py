@@ -253,14 +253,14 @@ def test_cli_embed_and_embedders(small, cli, db):
 
 @needs_lite0
 def test_cli_ctrl_c_stops_after_the_batch_in_hand(small, cli, db, monkeypatch):
-    import curator.cli.embed
+    import curator.cli.common
 
-    graceful = curator.cli.embed.GracefulStop
-    monkeypatch.setattr(curator.cli.embed, "GracefulStop", lambda message: lambda: True)  # asked at once
+    graceful = curator.cli.common.GracefulStop
+    monkeypatch.setattr(curator.cli.common, "GracefulStop", lambda message: lambda: True)  # asked at once
     r = cli("embed", "--weights", "lite0", *CLI_FAST, "--batch-size", "4", "--db", db)
     assert r.exit_code == 130 and r.stdout == ""
     assert r.stderr == "Interrupted: every batch finished so far is saved; run the same command again to finish.\n"
     assert len(_stored(small, "tf_efficientnet_lite0")) == 4
-    monkeypatch.setattr(curator.cli.embed, "GracefulStop", graceful)
+    monkeypatch.setattr(curator.cli.common, "GracefulStop", graceful)
     summary = json.loads(cli("embed", "--weights", "lite0", *CLI_FAST, "--json", "--db", db).stdout)
     assert (summary["already"], summary["embedded"]) == (4, POOL - 4)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -128,6 +130,14 @@ def read_refs(images: list[str] | None, file: str | None) -> list[str]:
     return [r.strip() for r in refs if r.strip()]
 
 
+def parse_since(since: str | None) -> datetime | None:
+    """A ``--since`` date (``YYYY-MM-DD``, or any ISO date and time), None when not given."""
+    try:
+        return datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise InvalidInput(f"--since {since}: write a date as YYYY-MM-DD") from None
+
+
 def progress(quiet: bool = False) -> Progress:
     """A progress bar on stderr (so --json output stays clean): done/total, images/s, ETA."""
     from rich.progress import (
@@ -154,6 +164,48 @@ def status(first: str, quiet: bool = False) -> Iterator:
         return
     with err_console.status(first + "...") as spinner:
         yield lambda msg: spinner.update(msg + "...")
+
+
+# What a command whose service saves batch by batch says when stopped.
+BATCHES_SAVED = "Interrupted: every batch finished so far is saved; run the same command again to finish."
+
+
+@dataclass
+class Stoppable:
+    """What a long command hands its service: ``should_stop`` (polled: a Ctrl-C or SIGTERM came)
+    and ``on_progress(done, total)`` (the progress bar); the command sets ``interrupted`` from
+    the service's answer."""
+
+    should_stop: GracefulStop
+    on_progress: Callable[..., None] = lambda done, total=None: None
+    interrupted: bool = False
+
+
+@contextmanager
+def stoppable(stopping: str, interrupted: str | None, *, task: str | None = None,
+              quiet: bool = False) -> Iterator[Stoppable]:
+    """The frame of a long command that Ctrl-C or SIGTERM stops gracefully.
+
+    The first signal prints ``stopping`` and asks the service to stop after the unit of work in
+    hand; a second stops now. Then, or when the body sets ``job.interrupted``, the command
+    prints ``interrupted`` (when given) and exits with 130. With ``task``, a progress bar on
+    stderr (none under ``quiet``) follows ``job.on_progress``.
+
+    Example: ``with stoppable("Stopping after this batch is saved", "Interrupted: ...", task="embedding") as job:``
+    """
+    job = Stoppable(GracefulStop(f"{stopping} (Ctrl-C again to stop now)..."))
+    try:
+        with progress(quiet=quiet or task is None) as bar:
+            if task is not None:
+                shown = bar.add_task(task, total=None)
+                job.on_progress = lambda done, total=None: bar.update(shown, completed=done, total=total)
+            yield job
+    except KeyboardInterrupt:
+        job.interrupted = True
+    if job.interrupted:
+        if interrupted:
+            err_console.print(interrupted)
+        raise typer.Exit(130)
 
 
 class GracefulStop:

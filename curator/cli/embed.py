@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from curator.cli.common import (
-    DbOption, GracefulStop, JsonOption, console, err_console, open_lib, print_json, progress, table,
+    BATCHES_SAVED, DbOption, JsonOption, console, err_console, open_lib, print_json, stoppable, table,
 )
 
 
@@ -49,19 +49,12 @@ def embed(
     if pool not in predict.POOLS:
         raise typer.BadParameter(f"{pool!r} is not one of {', '.join(predict.POOLS)}", param_hint="--pool")
     lib = open_lib(db)
-    stop = GracefulStop("Stopping after this batch is saved (Ctrl-C again to stop now)...")
-    try:
-        with progress(quiet=json_) as bar:
-            task = bar.add_task("embedding", total=None)
-            summary = embeddings.embed(
-                lib, model, weights=weights, pretrained=pretrained, name=name, pool=pool, size=size,
-                batch_size=batch_size, workers=workers, device=device, limit=limit,
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total), should_stop=stop)
-    except KeyboardInterrupt:
-        summary = None
-    if summary is None or summary.interrupted:
-        err_console.print("Interrupted: every batch finished so far is saved; run the same command again to finish.")
-        raise typer.Exit(130)
+    with stoppable("Stopping after this batch is saved", BATCHES_SAVED, task="embedding", quiet=json_) as job:
+        summary = embeddings.embed(
+            lib, model, weights=weights, pretrained=pretrained, name=name, pool=pool, size=size,
+            batch_size=batch_size, workers=workers, device=device, limit=limit,
+            on_progress=job.on_progress, should_stop=job.should_stop)
+        job.interrupted = summary.interrupted
     if json_:
         return print_json(summary.to_dict())
     s = summary

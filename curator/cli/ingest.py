@@ -9,13 +9,12 @@ import typer
 from curator import decode
 from curator.cli.common import (
     DbOption,
-    GracefulStop,
     JsonOption,
     console,
     err_console,
     open_lib,
     print_json,
-    progress,
+    stoppable,
 )
 
 if TYPE_CHECKING:
@@ -61,23 +60,16 @@ def import_(
     label = label_text(LABELLED, class_, subclass) if class_ else class_
 
     lib = open_lib(db)
-    stop = GracefulStop("Stopping after the images read so far are saved (Ctrl-C again to stop now)...")
-    try:
-        with progress(quiet=json_) as bar:
-            task = bar.add_task("importing", total=None)
-            summary = ingest.import_paths(
-                lib, paths, labels_from_folders=labels_from_folders, label=label,
-                unknown=unknown, staged=staged, synthetic=synthetic, benchmark=benchmark,
-                source=source, workers=workers, commit_every=commit_every, max_pixels=max_pixels,
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
-                should_stop=stop,
-            )
-    except KeyboardInterrupt:
-        summary = None
-    if summary is None or summary.interrupted:
-        err_console.print("Interrupted: every image recorded so far is kept;"
-                          " run the same command again to resume.")
-        raise typer.Exit(130)
+    with stoppable("Stopping after the images read so far are saved",
+                   "Interrupted: every image recorded so far is kept; run the same command again to resume.",
+                   task="importing", quiet=json_) as job:
+        summary = ingest.import_paths(
+            lib, paths, labels_from_folders=labels_from_folders, label=label,
+            unknown=unknown, staged=staged, synthetic=synthetic, benchmark=benchmark,
+            source=source, workers=workers, commit_every=commit_every, max_pixels=max_pixels,
+            on_progress=job.on_progress, should_stop=job.should_stop,
+        )
+        job.interrupted = summary.interrupted
     if json_:
         return print_json(summary.to_dict())
     _print_summary(summary)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, GracefulStop, JsonOption, console, err_console, open_lib, print_json, progress
+from curator.cli.common import BATCHES_SAVED, DbOption, JsonOption, console, err_console, open_lib, print_json, stoppable
 
 
 def register(app: typer.Typer) -> None:
@@ -42,20 +42,13 @@ def bulk_identify(
         raise typer.BadParameter(f"{pool!r} is not one of {', '.join(predict.POOLS)}", param_hint="--pool")
     lib = open_lib(db)
     dist = predict.Dist.from_env()
-    stop = GracefulStop("Stopping after this batch is saved (Ctrl-C again to stop now)...")
-    try:
-        with progress(quiet=json_ or not dist.main) as bar:  # rank 0's shows its own share
-            task = bar.add_task("identifying" if dist.world == 1 else f"identifying (1 of {dist.world} shares)", total=None)
-            summary = predict.bulk_identify(
-                lib, run, pool, top_k=top_k, batch_size=batch_size, workers=workers, limit=limit, device=device,
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total), should_stop=stop,
-                dist=dist)
-    except KeyboardInterrupt:
-        summary = None
-    if summary is None or summary.interrupted:
-        if dist.main:
-            err_console.print("Interrupted: every batch finished so far is saved; run the same command again to finish.")
-        raise typer.Exit(130)
+    task = "identifying" if dist.world == 1 else f"identifying (1 of {dist.world} shares)"
+    with stoppable("Stopping after this batch is saved", BATCHES_SAVED if dist.main else None, task=task,
+                   quiet=json_ or not dist.main) as job:  # rank 0's bar shows its own share
+        summary = predict.bulk_identify(
+            lib, run, pool, top_k=top_k, batch_size=batch_size, workers=workers, limit=limit, device=device,
+            on_progress=job.on_progress, should_stop=job.should_stop, dist=dist)
+        job.interrupted = summary.interrupted
     if not dist.main:  # a torchrun process other than rank 0: rank 0 reports the job
         return
     if json_:

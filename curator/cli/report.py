@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
-from curator.errors import InvalidInput
+from curator.cli.common import DbOption, JsonOption, console, open_lib, parse_since, print_json, table
 
 
 def register(app: typer.Typer) -> None:
@@ -33,11 +31,7 @@ def report(
     """
     from curator import report as report_lib
 
-    try:
-        when = datetime.fromisoformat(since) if since else None
-    except ValueError:
-        raise InvalidInput(f"--since {since}: write a date as YYYY-MM-DD") from None
-    data = report_lib.gather(open_lib(db), since=when)
+    data = report_lib.gather(open_lib(db), since=parse_since(since))
     if json_:
         return print_json(data)
     if terminal:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, table
-from curator.errors import InvalidInput
+from curator.cli.common import DbOption, JsonOption, console, open_lib, parse_since, print_json, table
 
 
 def register(app: typer.Typer) -> None:
@@ -117,11 +115,7 @@ def transactions_(
         console.print(f"Imported {len(r['imported'])} reviewed images; {len(r['already'])} were in the library"
                       f" already; {len(r['missing'])} were not kept (serve with --store to keep them).")
         return
-    try:
-        when = datetime.fromisoformat(since) if since else None
-    except ValueError:
-        raise InvalidInput(f"--since {since}: write a date as YYYY-MM-DD") from None
-    rows = transactions.list_transactions(lib, since=when, reviewed=reviewed, limit=limit)
+    rows = transactions.list_transactions(lib, since=parse_since(since), reviewed=reviewed, limit=limit)
     if json_:
         return print_json(rows)
     t = table("Id", "At", "Status", "Answer", "Confidence", "Sure", "Latency ms", "Review", "Client")

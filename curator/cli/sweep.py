@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, GracefulStop, JsonOption, console, err_console, open_lib, print_json
+from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json, stoppable
 
 
 def register(app: typer.Typer) -> None:
@@ -53,16 +53,13 @@ def sweep(
     base = train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, weights=weights,
                                  seed=seed, device=device, workers=workers)
     lib = open_lib(db)
-    stop = GracefulStop("Stopping after this batch; a re-run resumes the sweep (Ctrl-C again to stop now)...")
     show = None if json_ else epoch_printer(epochs)
     say = None if json_ else lambda name, what: err_console.print(f"{what}: {name}")
-    try:
+    with stoppable("Stopping after this batch; a re-run resumes the sweep",
+                   "Interrupted: re-run the same `curator sweep` to go on.") as job:
         result = sweep_lib.sweep(lib, splits, base, lrs=_floats(lr), batch_sizes=[int(b) for b in _floats(batch_size or "")],
                                  inits=[i.strip() for i in init.split(",") if i.strip()], png=png, on_trial=say,
-                                 on_epoch=show, should_stop=stop)
-    except KeyboardInterrupt:
-        err_console.print("Interrupted: re-run the same `curator sweep` to go on.")
-        raise typer.Exit(130) from None
+                                 on_epoch=show, should_stop=job.should_stop)
     if "rank" in result:
         return
     if json_:
