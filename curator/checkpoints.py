@@ -2,8 +2,9 @@
 
 A checkpoint is a dict saved with ``torch.save``: the timm model name, the class names in head
 order, the data config (input size, mean, std), the weights, the epoch and its metrics, the
-split build and run it came from and the run it warm-started from. ``last.pt`` adds the
-optimizer and early-stopping state so ``curator train --resume`` can go on.
+split build and run it came from, the run it warm-started from and the training options
+(``config``, a dict). ``last.pt`` adds the optimizer and early-stopping state so
+``curator train --resume`` can go on from the file alone.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ FORMAT = "curator-checkpoint/1"
 
 
 def describe(model, *, model_name: str, classes: list[str], data_config: dict, epoch: int,
-             metrics: dict, build: str, run: str, parent: str | None) -> dict:
-    """The checkpoint of ``model`` as it is now (weights copied to the CPU)."""
+             metrics: dict, build: str, run: str, parent: str | None, config: dict | None = None) -> dict:
+    """The checkpoint of ``model`` as it is now (weights copied to the CPU); ``config``: the
+    run's training options (``asdict(TrainConfig)``)."""
     import timm
 
     return {
         "format": FORMAT, "model": model_name, "classes": list(classes), "data_config": data_config,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "epoch": epoch, "metrics": metrics, "build": build, "run": run, "parent": parent,
+        "config": dict(config or {}),
         "timm_version": timm.__version__, "torch_version": torch.__version__,
     }
 

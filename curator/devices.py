@@ -47,7 +47,28 @@ class Dist:
     def from_env(cls) -> Dist:
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
 
+    def broadcast(self, value):
+        """Rank 0's ``value``, on every rank of the job (``value`` itself without a job)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as tdist
+
+        box = [value]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def share_cores(self, device: torch.device) -> None:
         """On the CPU, the job's processes share the machine's cores instead of each taking all."""
         if self.world > 1 and device.type == "cpu":
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world))
+
+
+def init_process_group(device: torch.device) -> None:
+    """Join this torchrun job's process group for DistributedDataParallel (nccl on GPUs, gloo on
+    the CPU); a GPU process takes ``cuda:LOCAL_RANK``."""
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))

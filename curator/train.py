@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -27,7 +26,7 @@ from sqlalchemy import select
 
 from curator import checkpoints, weights
 from curator.data import Examples, augment, normalise, shard
-from curator.devices import Dist, pick_device
+from curator.devices import Dist, init_process_group, pick_device
 from curator.errors import InvalidInput, NotFound
 from curator.library import Library
 from curator.library.models import ACTIVE, TRAIN_PURPOSE, Image, Run, RunEpoch, SplitMember, utcnow
@@ -76,9 +75,15 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
+    def from_dict(cls, options: dict) -> TrainConfig:
+        """The options of ``asdict(cfg)`` (a run's row or a checkpoint's ``config``); names this
+        version does not know are left out."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+        return cls(**{k: v for k, v in options.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
 
 
 # -- what to train on ------------------------------------------------------------------------
@@ -227,7 +232,7 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
     dist = Dist.from_env()
     device = pick_device(cfg.device)
     if dist.world > 1:
-        _init_distributed(device)
+        init_process_group(device)
     run_name = None
     if dist.main:
         run, parent = _start_run(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway, device=device,
@@ -237,7 +242,7 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
             on_start(run_name, asdict(cfg))
     else:
         parent = checkpoints.load(_best_checkpoint(lib, warm_start)) if warm_start else None
-    run_name = _broadcast_name(run_name, dist)
+    run_name = dist.broadcast(run_name)
     with lib.session() as s:
         classes = json.loads(get_build(s, splits).classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same starting head and weights
@@ -272,16 +277,17 @@ def resume(lib: Library, ref: str, *, on_start=None, on_epoch=None, should_stop=
         if run.status == "done":
             raise InvalidInput(f"run {run.name} already finished ({run.epochs_run} epochs): train a new one,"
                                f" e.g. `curator train --splits {run.build.name} --warm-start {run.name}`")
-        cfg, name, build_name = TrainConfig.from_json(run.params), run.name, run.build.name
+        options, name, build_name = json.loads(run.params or "{}"), run.name, run.build.name
         classes, folder = json.loads(run.classes), run_folder(lib, run)
     last = folder / "last.pt"
     if not last.is_file():
         raise NotFound(f"run {name} saved no epoch yet ({last} is missing): start it again with `curator train`")
-    sets = _examples(lib, build_name, cfg)
     state = torch.load(last, map_location="cpu", weights_only=False)
+    cfg = _resumed_options(name, options, state)
+    sets = _examples(lib, build_name, cfg)
     device = pick_device(cfg.device)
     if dist.world > 1:
-        _init_distributed(device)
+        init_process_group(device)
     model = checkpoints.build_model(state)
     if dist.main:
         with lib.session() as s:
@@ -298,23 +304,12 @@ def resume(lib: Library, ref: str, *, on_start=None, on_epoch=None, should_stop=
                 state=state, on_epoch=on_epoch, should_stop=should_stop)
 
 
-def _init_distributed(device: torch.device) -> None:
-    import torch.distributed as tdist
-
-    if not tdist.is_initialized():
-        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def _broadcast_name(name: str | None, dist: Dist) -> str:
-    if dist.world == 1:
-        return name
-    import torch.distributed as tdist
-
-    box = [name]
-    tdist.broadcast_object_list(box, src=0)
-    return box[0]
+def _resumed_options(name: str, options: dict, state: dict) -> TrainConfig:
+    """The run's options: its library row's, else those its ``last.pt`` carries."""
+    options = options or state.get("config")
+    if not options:
+        raise InvalidInput(f"run {name} has no stored options, nor has its last.pt: start it again with `curator train`")
+    return TrainConfig.from_dict(options)
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -479,7 +474,8 @@ def _save_epoch(lib, name, model, opt, cfg, classes, data_cfg, build_name, row, 
         run = s.scalar(select(Run).where(Run.name == name))
         folder, parent = run_folder(lib, run), run.parent.name if run.parent else None
         ckpt = checkpoints.describe(model, model_name=cfg.model, classes=classes, data_config=data_cfg,
-                                    epoch=row["epoch"], metrics=row, build=build_name, run=name, parent=parent)
+                                    epoch=row["epoch"], metrics=row, build=build_name, run=name, parent=parent,
+                                    config=asdict(cfg))
         if better:
             checkpoints.save(ckpt, folder / "best.pt")
         checkpoints.save({**ckpt, "optimizer": opt.state_dict(), "progress": asdict(prog)}, folder / "last.pt")

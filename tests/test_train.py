@@ -21,7 +21,8 @@ from sqlalchemy import select
 from conftest import CLI_TINY, TINY, as_json, error
 from curator import checkpoints, evaluation, predict, runs, splits, train
 from curator.library import open_library
-from curator.library.models import Prediction, RunEpoch
+from curator.errors import InvalidInput
+from curator.library.models import Prediction, Run, RunEpoch
 
 CURATOR = [sys.executable, "-m", "curator"]
 
@@ -35,6 +36,7 @@ def test_checkpoint_describes_itself_and_rebuilds_the_model(trained):
     assert ckpt["data_config"]["input_size"] == [3, 32, 32]
     assert ckpt["build"] == "min40" and ckpt["run"] == "parent" and ckpt["parent"] is None
     assert ckpt["epoch"] == run["best_epoch"] and ckpt["metrics"]["val_acc"] == pytest.approx(run["best_val_acc"])
+    assert ckpt["config"] == run["params"] and ckpt["config"]["model"] == "test_resnet"  # the training options
     model = checkpoints.build_model(ckpt)  # from the file alone
     assert model.get_classifier().out_features == len(build_classes)
 
@@ -264,6 +266,37 @@ def test_a_kill_between_checkpoint_and_epoch_row_loses_no_epoch(trained_copy):
     assert result["status"] == "done"
     assert [r["epoch"] for r in runs.epochs(lib, "gap")] == [1, 2, 3, 4]
     lib.close()
+
+
+def test_resume_takes_the_options_from_last_pt_when_the_run_row_lacks_them(trained_copy):
+    """The checkpoint carries the training options: `train --resume` needs only the file."""
+    lib = open_library(trained_copy)
+    seen, started = [], []
+    train.train(lib, "min40", train.TrainConfig(epochs=3, patience=50, lr=2e-3, **TINY), name="from-file",
+                on_epoch=seen.append, should_stop=lambda: len(seen) >= 1)
+    last = Path(runs.summary(lib, "from-file")["checkpoint"]).with_name("last.pt")
+    options = checkpoints.load(last)["config"]
+    assert (options["epochs"], options["lr"], options["model"]) == (3, 2e-3, "test_resnet")
+    with lib.session() as s:  # as a run row written without its options
+        s.execute(Run.__table__.update().where(Run.name == "from-file").values(params="{}"))
+    result = train.resume(lib, "from-file", on_start=lambda name, cfg: started.append(cfg))
+    assert started == [options]  # not TrainConfig's defaults (60 epochs, resnet18)
+    assert (result["status"], result["epochs"]) == ("done", 3)
+    assert [r["epoch"] for r in runs.epochs(lib, "from-file")] == [1, 2, 3]
+
+
+def test_resume_without_stored_options_says_so(trained_copy):
+    lib = open_library(trained_copy)
+    seen = []
+    train.train(lib, "min40", train.TrainConfig(epochs=3, patience=50, **TINY), name="bare",
+                on_epoch=seen.append, should_stop=lambda: len(seen) >= 1)
+    last = Path(runs.summary(lib, "bare")["checkpoint"]).with_name("last.pt")
+    checkpoints.save({k: v for k, v in checkpoints.load(last).items() if k != "config"}, last)  # an older file
+    with lib.session() as s:
+        s.execute(Run.__table__.update().where(Run.name == "bare").values(params="{}"))
+    with pytest.raises(InvalidInput) as e:
+        train.resume(lib, "bare")
+    assert str(e.value) == "run bare has no stored options, nor has its last.pt: start it again with `curator train`"
 
 
 def test_torchrun_trains_with_two_processes_on_cpu(trained_copy):
