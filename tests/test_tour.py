@@ -15,6 +15,7 @@ from conftest import CLI_TINY, ROOT, SAMPLE
 SHORTER = {
     "train": [*CLI_TINY, "--epochs", "2"],
     "suspects": ["--epochs", "1"],  # the folds train with the run's own (tiny) options
+    "sweep": [*CLI_TINY[:4], "--workers", "0", "--epochs", "1", "--init", "scratch"],  # no Lite0 for test_resnet
     "browse": ["--no-launch"],
     "serve": None,  # runs until Ctrl-C: tests/test_serve.py starts it
 }
