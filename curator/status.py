@@ -233,10 +233,10 @@ def suspects(look: Look):
 
 
 def fiftyone(look: Look):
-    from curator import fiftyone_sync
+    from curator.fiftyone_database import database_dir
 
     run = look.run()
-    if not fiftyone_sync.database_dir(look.lib).is_dir():
+    if not database_dir(look.lib).is_dir():
         return _say("no FiftyOne dataset yet: browse and relabel there", f"curator browse --run {run.name}")
 
 
