@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 
@@ -37,15 +38,49 @@ def test_every_command_has_help_with_an_example(cli, path):
         assert "Example: curator " in r.stdout, path
 
 
+README = (ROOT / "README.md").read_text()
+
+
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
-def test_every_command_is_in_the_readme(path):
-    assert f"curator {' '.join(path)}" in (ROOT / "README.md").read_text()
+def test_every_command_is_in_the_readme_or_has_an_example(cli, path):
+    """README.md is a guide, not a reference: a command it leaves out shows an example itself."""
+    name = f"curator {' '.join(path)}"
+    assert name in README or f"Example: {name}" in cli(*path, "--help").stdout, name
 
 
-def test_ci_runs_the_readme_test_command():
+def _section(text: str, heading: str) -> str:
+    return text.split(f"\n## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_set_up_commands_are_the_ones_ci_runs():
+    """The two set-up commands, as written: the demo, and the tests that `.ci/run` runs verbatim."""
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    command = ci[ci.index("# README test command:") + 1]
-    assert command in (ROOT / "README.md").read_text()
+    test_command = ci[ci.index("# README test command:") + 1]
+    blocks = [b.split("```", 1)[0].strip() for b in _section(README, "Set-up").split("```bash")[1:]]
+    assert blocks == ["python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/curator demo", test_command]
+
+
+def test_the_readme_is_a_short_guide():
+    assert len(README.splitlines()) <= 460, "README.md is the user's guide: figures go to benchmarks/RESULTS.md"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_figure_in_the_performance_table_is_in_the_results_it_links():
+    """Each row's figures appear in the dated section of benchmarks/RESULTS.md that it links to."""
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text().split("\n## ")[1:]
+    sections = {_anchor(s.split("\n", 1)[0]): s for s in results}
+    rows = [line for line in _section(README, "Performance").splitlines() if line.startswith("| ") and "](" in line]
+    assert len(rows) >= 15
+    for row in rows:
+        target, result, link = (cell.strip() for cell in row.strip().strip("|").split(" | "))
+        anchor = re.fullmatch(r"\[[^]]+\]\(benchmarks/RESULTS\.md#([^)]+)\)", link).group(1)
+        assert anchor in sections, f"{target}: no section #{anchor} in benchmarks/RESULTS.md"
+        for figure in re.findall(r"\d[\d,.]*\d|\d", result):
+            assert figure in sections[anchor], f"{target}: {figure} is not in #{anchor}"
 
 
 # Heavy modules no command loads just to start: torch, timm and fiftyone load in the commands
