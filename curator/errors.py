@@ -27,3 +27,7 @@ class InvalidInput(CuratorError):
 
 class NotFound(CuratorError):
     """A named thing (split build, run, checkpoint) that does not exist."""
+
+
+class ConflictingOptions(InvalidInput):
+    """Two options that each choose the same thing (where training starts from): give one."""

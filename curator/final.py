@@ -7,8 +7,9 @@ build's train and val images together for the epochs that run needed to reach it
 checkpoint (``best_epoch``; ``epochs`` overrides, and the answer states which). No early stop
 and no best-epoch choice: the validation images are training images now, so the last epoch is
 the model. The run records ``final: true`` in its options and its validation curve is not held
-out (``held_out_val`` is false in ``runs show``). It is then scored and evaluated once, on the
-test and the benchmark splits. A warm-started source warm-starts the final fit from its parent.
+out (``held_out_val`` is false in ``runs show``). ``curator.fit`` then scores it and evaluates it
+once, on the test and the benchmark splits (``SPLITS``). A warm-started source warm-starts the
+final fit from its parent.
 """
 
 from __future__ import annotations
@@ -61,19 +62,20 @@ def source_run(s, splits: str | None, ref: str | None) -> Run:
 def fit(lib: Library, *, splits: str | None = None, source: str | None = None, epochs: int | None = None,
         name: str | None = None, on_start: Callable[[dict], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] = lambda: False) -> dict:
-    """Train the final model and evaluate it once on test and benchmark.
+    """Train the final model (``curator.fit.fit`` then scores it and evaluates it on ``SPLITS``).
 
     Args:
         splits: the build [default: the source run's].
         source: the run whose options to take [default: ``source_run``'s choice].
         epochs: how many [default: the source run's best epoch].
-        on_start: called with ``{"source", "build", "epochs", "epochs_from"}`` before training.
+        on_start: called once the run exists with ``{"name", "options", "source", "build",
+            "epochs_from"}`` (rank 0 only).
 
     Returns:
-        The run's summary, plus ``source``, ``epochs_from`` (why that many epochs),
-        ``held_out_val`` (False), ``evaluations`` ({split: evaluation}) and ``notes``.
+        The run's summary, plus ``source``, ``epochs_from`` (why that many epochs) and
+        ``held_out_val`` (False).
     """
-    from curator import evaluation, predict, train
+    from curator import train
 
     if epochs is not None and epochs < 1:
         raise InvalidInput(f"--epochs {epochs}: give 1 or more")
@@ -85,19 +87,8 @@ def fit(lib: Library, *, splits: str | None = None, source: str | None = None, e
         why = (f"--epochs {n}" if epochs else
                f"{n}: the epochs {src.name} needed to reach its best validation score (epoch {src.best_epoch})")
         src_name = src.name
-    cfg = replace(cfg, epochs=n, patience=n, final=True)
-    if on_start:
-        on_start({"source": src_name, "build": build, "epochs": n, "epochs_from": why})
-    run = train.train(lib, build, cfg, name=name or f"{src_name}-final", warm_start=parent, on_epoch=on_epoch,
-                      should_stop=should_stop)
-    out = run | {"source": src_name, "epochs_from": why, "held_out_val": False, "evaluations": {}, "notes": []}
-    if run["status"] != "done":
-        return out
-    predict.score(lib, run["name"])
-    for split in SPLITS:
-        try:
-            out["evaluations"][split] = evaluation.evaluate(lib, run["name"], split)[split]
-        except InvalidInput as e:  # the build has no images there
-            out["notes"].append(f"{split}: {e}")
-    return out
-
+    plan = {"source": src_name, "build": build, "epochs_from": why}
+    started = on_start and (lambda run, options: on_start({"name": run, "options": options, **plan}))
+    run = train.train(lib, build, replace(cfg, epochs=n, patience=n, final=True), name=name or f"{src_name}-final",
+                      warm_start=parent, on_start=started, on_epoch=on_epoch, should_stop=should_stop)
+    return run | {"source": src_name, "epochs_from": why, "held_out_val": False}

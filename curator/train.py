@@ -27,7 +27,7 @@ from sqlalchemy import select
 from curator import checkpoints, weights
 from curator.data import Examples, augment, normalise, shard
 from curator.devices import Dist, init_process_group, pick_device
-from curator.errors import InvalidInput, NotFound
+from curator.errors import ConflictingOptions, InvalidInput, NotFound
 from curator.library import Library
 from curator.library.models import ACTIVE, TRAIN_PURPOSE, Image, Run, RunEpoch, SplitMember, utcnow
 from curator.locations import readable_paths
@@ -36,15 +36,9 @@ from curator.splits import get_build
 
 CHECKPOINT_FORMAT = checkpoints.FORMAT
 EPOCHS, LR = 60, 1e-3
-# Fine-tuning defaults, measured with benchmarks/warm_start.py: a warm start with the full
-# learning rate and a random head shook the inherited features (on sample_data it ended less
-# accurate than training from scratch in 2 of 3 seeds; on the bigger views set it spent 10
-# epochs at 0.85-0.90 and ended lower on test); one head-only epoch and 0.3x the rate did not.
-# Also tried on views seed 2 and ended lower on validation than these defaults (0.929): a
-# cosine over 10 or 15 epochs instead of 60 (0.909, 0.918), a peak of 6e-4 (0.924) or 1e-4 (0.918);
-# and timm's layer-wise rates (layer_decay 0.75 from a 1e-3 head down to the stem) ended below
-# scratch on validation and test (0.924 / 0.921 against 0.926 / 0.929; the defaults 0.932 / 0.941;
-# all three on another host).
+# Fine-tuning defaults, measured with benchmarks/warm_start.py: with the full rate and a random
+# head a warm start shook the inherited features and ended below scratch; one head-only epoch at
+# 0.3x the rate did not (benchmarks/RESULTS.md, "training, warm start and data loading").
 WARM_LR, WARM_HEAD_EPOCHS = 3e-4, 1
 
 
@@ -84,6 +78,13 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
+
+    def check_start(self, *, warm: bool = False) -> None:
+        """One start only, else ConflictingOptions: timm's pretrained weights, a file, or (``warm``) a run's."""
+        if self.pretrained and self.weights:
+            raise ConflictingOptions("--pretrained and --weights both choose the starting weights: give one")
+        if warm and (self.pretrained or self.weights):
+            raise ConflictingOptions("--warm-start starts from a run's weights: leave out --pretrained/--weights")
 
 
 # -- what to train on ------------------------------------------------------------------------
@@ -136,9 +137,10 @@ def _class_names(s) -> dict[int, str]:
 
 
 def create_model(cfg: TrainConfig, num_classes: int, parent: dict | None = None):
-    """A timm model with a head of ``num_classes``: warm-started, from a weights file, or fresh."""
+    """A timm model with a head of ``num_classes``: warm-started, from a weights file, or fresh (one of them)."""
     import timm
 
+    cfg.check_start(warm=parent is not None)
     if parent is not None:
         model = checkpoints.build_model(parent)
         model.reset_classifier(num_classes)
@@ -226,8 +228,12 @@ def train(lib: Library, splits: str, cfg: TrainConfig | None = None, *, name: st
 
     Returns:
         The run's summary (see ``summary``).
+
+    Raises:
+        ConflictingOptions: more than one start chosen (``TrainConfig.check_start``), before anything runs.
     """
     cfg = with_defaults(cfg or TrainConfig(), warm=bool(warm_start))
+    cfg.check_start(warm=bool(warm_start))
     sets = _examples(lib, splits, cfg)
     dist = Dist.from_env()
     device = pick_device(cfg.device)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from conftest import CLI_TINY, TINY, as_json, error
 from curator import checkpoints, evaluation, predict, runs, splits, train
 from curator.library import open_library
-from curator.errors import InvalidInput
+from curator.errors import ConflictingOptions, InvalidInput
 from curator.library.models import Prediction, Run, RunEpoch
 
 CURATOR = [sys.executable, "-m", "curator"]
@@ -188,6 +188,11 @@ def test_cli_train_runs_review_evaluate_promote(trained_copy, tmp_path):
     (["--splits", "min40", "--warm-start", "ghost"], "Error: no run named 'ghost': see `curator runs`"),
     (["--resume", "ghost"], "Error: no run named 'ghost': see `curator runs`"),
     (["--resume", "parent"], "Error: run parent already finished (3 epochs): train a new one, e.g. `curator train --splits min40 --warm-start parent`"),
+    ([], "Error: give the split build to train on, e.g. --splits min40"),
+    (["--splits", "min40", "--pretrained", "--weights", "w.pth"],
+     "Error: --pretrained and --weights both choose the starting weights: give one"),
+    (["--splits", "min40", "--warm-start", "parent", "--weights", "w.pth"],
+     "Error: --warm-start starts from a run's weights: leave out --pretrained/--weights"),
 ])
 def test_train_errors_are_one_line(trained_copy, cli, args, message):
     before = as_json(cli("runs", "--all", "--json", "--db", trained_copy))
@@ -205,6 +210,18 @@ def test_local_weights_file_loads_offline_with_a_new_head(trained, tmp_path):
     model = train.create_model(train.TrainConfig(model="test_resnet", weights=str(path)), 4)
     assert model.get_classifier().out_features == 4
     assert torch.equal(model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+
+
+@pytest.mark.parametrize("options, parent, message", [
+    (dict(pretrained=True, weights="w.pth"), None, "--pretrained and --weights both choose the starting weights: give one"),
+    (dict(pretrained=True), {}, "--warm-start starts from a run's weights: leave out --pretrained/--weights"),
+    (dict(weights="w.pth"), {}, "--warm-start starts from a run's weights: leave out --pretrained/--weights"),
+])
+def test_a_model_has_one_start(options, parent, message):
+    """create_model refuses two starts rather than quietly picking one."""
+    with pytest.raises(ConflictingOptions) as e:
+        train.create_model(train.TrainConfig(model="test_resnet", **options), 4, parent)
+    assert str(e.value) == message
 
 
 def _wait_for_epochs(db: Path, run_name: str, n: int, proc, timeout=240) -> None:
@@ -283,6 +300,21 @@ def test_resume_takes_the_options_from_last_pt_when_the_run_row_lacks_them(train
     assert started == [options]  # not TrainConfig's defaults (60 epochs, resnet18)
     assert (result["status"], result["epochs"]) == ("done", 3)
     assert [r["epoch"] for r in runs.epochs(lib, "from-file")] == [1, 2, 3]
+
+
+def test_cli_resume_sizes_the_epochs_from_the_checkpoints_options(trained_copy, cli):
+    """`train --resume` shows each epoch out of the run's own length, read from last.pt when the
+    run row lacks its options (it once looked them up in the row: KeyError)."""
+    lib = open_library(trained_copy)
+    seen = []
+    train.train(lib, "min40", train.TrainConfig(epochs=3, patience=50, **TINY), name="file-only",
+                on_epoch=seen.append, should_stop=lambda: len(seen) >= 1)
+    with lib.session() as s:
+        s.execute(Run.__table__.update().where(Run.name == "file-only").values(params="{}"))
+    lib.close()
+    r = cli("train", "--db", trained_copy, "--resume", "file-only", "--no-score")
+    assert r.exit_code == 0, r.output
+    assert [line.split()[1] for line in r.stdout.splitlines() if line.startswith("epoch ")] == ["2/3", "3/3"]
 
 
 def test_resume_without_stored_options_says_so(trained_copy):

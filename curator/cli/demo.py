@@ -74,83 +74,125 @@ def on_path_hint() -> str:
     return f"  (first `source {activate}` to put curator on your PATH, or call {activate.parent / 'curator'})\n"
 
 
-def _print_step(step: str, r: dict) -> None:
-    if "files" in r:
-        console.print(f"[{step}] {r['added']} new images from {r['files']} files, {r['duplicates']} duplicate"
-                      f" paths, {len(r['rejected'])} rejected, {len(r['conflicts'])} label conflicts"
-                      f" ({r['images_per_second']:.0f} files/s).")
-    elif step == "classes":
-        below = [c["class"] for c in r["classes"] if c["below_cutoff"]]
-        console.print(f"[{step}] {len(r['classes'])} classes; below --min-count {r['min_count']}:"
-                      f" {', '.join(below) or 'none'}")
-        for c in r["classes"]:
-            subs = f" ({len(c['subclasses'])} sub-classes)" if c["subclasses"] else ""
-            flag = f"  needs {c['needs']} more" if c["below_cutoff"] else ""
-            flag += "  staged/synthetic only" if c["only_staged_or_synthetic"] else ""
-            console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['real']:>4} real{subs}{flag}")
-    elif step.startswith("embed with"):
-        console.print(f"[{step}] {r['embedded']} images embedded ({r['dim']}-d) in {r['seconds']:.0f} s:"
-                      " the vectors `similar`, `find --unfamiliar` and `discover` compare.")
-    elif step == "discover new classes":
-        d = r["discovery"]
-        console.print(f"[{step}] {len(r['clusters'])} clusters among the {d['clustered']} most unfamiliar of"
-                      f" {d['candidates']} pool images:")
-        for c in r["clusters"]:
-            reads = f"inside {c['inside']}" if c["inside"] else "new class?"
-            console.print(f"    cluster {c['cluster']:>3}: {c['size']:>3} images, nearest {c['nearest'][0]['class']}"
-                          f" ({reads}), e.g. {Path(c['examples'][0]).name}")
-    elif step == "make the biggest new cluster a class":
-        console.print(f"[{step}] cluster {r['cluster']} (nearest {r['nearest'][0]['class']}) looked at and labelled"
-                      f" {r['class']} (new): {r['labelled']} images, history source discover.")
-    elif step.startswith("grow "):
-        console.print(f"[{step}] the {r['labelled']} pool images most like it labelled {r['class']}: {r['total']} in"
-                      " all (review them: `curator similar` ranks, a user checks).")
-    elif step == "find duplicates":
-        console.print(f"[{step}] {r['groups']} duplicate groups holding {r['images_in_groups']} images"
-                      f" ({r['candidate_pairs'] - r['new_pairs']} look-alike pairs told apart by colour).")
-    elif step == "label conflicts":
-        console.print(f"[{step}] {len(r['groups'])} duplicate groups carry two labels:")
-        for g in r["groups"]:
-            console.print("    " + "  vs  ".join(f"{m['label']} ({Path(m['path']).name})" for m in g["members"]))
-    elif step.startswith("build-splits"):
-        t = r["totals"]
-        console.print(f"[{step}] {r['name']}: {len(r['classes'])} classes, {t['train']} train, {t['val']} val,"
-                      f" {t['test']} test; left out: " + (", ".join(
-                          f"{c} (needs {n})" for c, n in sorted(r["below_cutoff"].items())) or "none")
-                      + f"; leak check {'passed' if not r['leaks'] else 'FAILED'}.")
-    elif step.startswith("bulk-identify"):
-        console.print(f"[{step}] {r['scored']} images predicted with {r['run']} ({r['images_per_second']:.0f} images/s),"
-                      f" {len(r['errors'])} unreadable.")
-    elif step == "coverage":
-        console.print(f"[{step}] per class: labelled + confident pool predictions vs --min-count {r['min_count']}:")
-        for c in r["classes"]:
-            console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['confident']:>3} confident of"
-                          f" {c['predicted']:>3} predicted; {'reachable' if c['reachable'] else 'not reachable'}")
-    elif step == "look-alike search":
-        console.print(f"[{step}] {r['total']} pool images predicted {r['class']} at <= {r['max_confidence']}"
-                      f" confidence (a class the model does not know may hide there), e.g.:")
-        for path in r["paths"]:
-            console.print(f"    {path}")
-    elif step == "accept confident predictions":
-        console.print(f"[{step}] {r['accepted']} pool images labelled from predictions at >= {r['min_confidence']}: "
-                      + ", ".join(f"{c} {n}" for c, n in r["by_class"].items()))
-    elif step == "FiftyOne dataset and saved views":
-        console.print(f"[{step}] dataset {r['dataset']}: {r['samples']} samples with {r['run']}'s predictions,"
-                      f" database in {r['database']}; saved views: "
-                      + ", ".join(f"{name} ({n})" for name, n in r["views"].items() if not name.startswith("look-alike-"))
-                      + f", and {sum(name.startswith('look-alike-') for name in r['views'])} look-alike-CLASS views."
-                      + (f" The embeddings' 2-D map ({r['map']['method']}, {r['map']['samples']} samples) is in the app's"
-                         " embeddings panel." if r.get("map") else ""))
-    elif "best_val_acc" in r:
-        ev = r["evaluation"]["metrics"] if r["evaluation"] else None
-        acc = f"test accuracy {ev['accuracy']:.3f} ({baseline_text(ev['baseline'])})" if ev else "no test images"
-        parent = f", warm-started from {r['parent']}" if r["parent"] else ""
-        console.print(f"[{step}] {r['name']}: {r['model']} on {r['build']}{parent}, {r['epochs']} epochs, best val"
-                      f" accuracy {r['best_val_acc']:.3f} at epoch {r['best_epoch']}; {acc}; {r['review']} images to review.")
-        comp = (r["evaluation"] or {}).get("comparisons", {}).get("parent")
-        if comp and "accuracy" in comp:
-            console.print(f"    vs {comp['run']} on the same test images of shared classes: accuracy"
-                          f" {comp['accuracy']['current']:.3f} vs {comp['accuracy']['other']:.3f}")
+def _print_step(step, r: dict) -> None:
+    """Print a step's result with the printer for its kind (``demo.Step.kind``): a function, or
+    a line to fill in with the result's fields."""
+    show = PRINTERS[step.kind]
+    if isinstance(show, str):
+        console.print(f"[{step}] " + show.format_map(r))
     else:
-        console.print(f"[{step}] {r['images']} images: {r['labelled']} labelled, {r['unknown']} unknown,"
-                      f" {r['unlabelled']} unlabelled, {r['rejected']} rejected, {r['staged']} staged.")
+        show(step, r)
+
+
+def _imported(step: str, r: dict) -> None:
+    console.print(f"[{step}] {r['added']} new images from {r['files']} files, {r['duplicates']} duplicate"
+                  f" paths, {len(r['rejected'])} rejected, {len(r['conflicts'])} label conflicts"
+                  f" ({r['images_per_second']:.0f} files/s).")
+
+
+def _classes(step: str, r: dict) -> None:
+    below = [c["class"] for c in r["classes"] if c["below_cutoff"]]
+    console.print(f"[{step}] {len(r['classes'])} classes; below --min-count {r['min_count']}: {', '.join(below) or 'none'}")
+    for c in r["classes"]:
+        subs = f" ({len(c['subclasses'])} sub-classes)" if c["subclasses"] else ""
+        flag = f"  needs {c['needs']} more" if c["below_cutoff"] else ""
+        flag += "  staged/synthetic only" if c["only_staged_or_synthetic"] else ""
+        console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['real']:>4} real{subs}{flag}")
+
+
+def _discovered(step: str, r: dict) -> None:
+    d = r["discovery"]
+    console.print(f"[{step}] {len(r['clusters'])} clusters among the {d['clustered']} most unfamiliar of"
+                  f" {d['candidates']} pool images:")
+    for c in r["clusters"]:
+        reads = f"inside {c['inside']}" if c["inside"] else "new class?"
+        console.print(f"    cluster {c['cluster']:>3}: {c['size']:>3} images, nearest {c['nearest'][0]['class']}"
+                      f" ({reads}), e.g. {Path(c['examples'][0]).name}")
+
+
+def _duplicates(step: str, r: dict) -> None:
+    console.print(f"[{step}] {r['groups']} duplicate groups holding {r['images_in_groups']} images"
+                  f" ({r['candidate_pairs'] - r['new_pairs']} look-alike pairs told apart by colour).")
+
+
+def _conflicts(step: str, r: dict) -> None:
+    console.print(f"[{step}] {len(r['groups'])} duplicate groups carry two labels:")
+    for g in r["groups"]:
+        console.print("    " + "  vs  ".join(f"{m['label']} ({Path(m['path']).name})" for m in g["members"]))
+
+
+def _built(step: str, r: dict) -> None:
+    t = r["totals"]
+    left_out = ", ".join(f"{c} (needs {n})" for c, n in sorted(r["below_cutoff"].items())) or "none"
+    console.print(f"[{step}] {r['name']}: {len(r['classes'])} classes, {t['train']} train, {t['val']} val,"
+                  f" {t['test']} test; left out: {left_out}; leak check {'passed' if not r['leaks'] else 'FAILED'}.")
+
+
+def _identified(step: str, r: dict) -> None:
+    console.print(f"[{step}] {r['scored']} images predicted with {r['run']} ({r['images_per_second']:.0f} images/s),"
+                  f" {len(r['errors'])} unreadable.")
+
+
+def _coverage(step: str, r: dict) -> None:
+    console.print(f"[{step}] per class: labelled + confident pool predictions vs --min-count {r['min_count']}:")
+    for c in r["classes"]:
+        console.print(f"    {c['class']:<28} {c['labelled']:>4} labelled, {c['confident']:>3} confident of"
+                      f" {c['predicted']:>3} predicted; {'reachable' if c['reachable'] else 'not reachable'}")
+
+
+def _lookalikes(step: str, r: dict) -> None:
+    console.print(f"[{step}] {r['total']} pool images predicted {r['class']} at <= {r['max_confidence']}"
+                  f" confidence (a class the model does not know may hide there), e.g.:")
+    for path in r["paths"]:
+        console.print(f"    {path}")
+
+
+def _accepted(step: str, r: dict) -> None:
+    console.print(f"[{step}] {r['accepted']} pool images labelled from predictions at >= {r['min_confidence']}: "
+                  + ", ".join(f"{c} {n}" for c, n in r["by_class"].items()))
+
+
+def _fiftyone(step: str, r: dict) -> None:
+    views = ", ".join(f"{name} ({n})" for name, n in r["views"].items() if not name.startswith("look-alike-"))
+    lookalikes = sum(name.startswith("look-alike-") for name in r["views"])
+    shown_map = (f" The embeddings' 2-D map ({r['map']['method']}, {r['map']['samples']} samples) is in the app's"
+                 " embeddings panel." if r.get("map") else "")
+    console.print(f"[{step}] dataset {r['dataset']}: {r['samples']} samples with {r['run']}'s predictions,"
+                  f" database in {r['database']}; saved views: {views}, and {lookalikes} look-alike-CLASS views.{shown_map}")
+
+
+def _trained(step: str, r: dict) -> None:
+    ev = r["evaluation"]["metrics"] if r["evaluation"] else None
+    acc = f"test accuracy {ev['accuracy']:.3f} ({baseline_text(ev['baseline'])})" if ev else "no test images"
+    parent = f", warm-started from {r['parent']}" if r["parent"] else ""
+    console.print(f"[{step}] {r['name']}: {r['model']} on {r['build']}{parent}, {r['epochs']} epochs, best val"
+                  f" accuracy {r['best_val_acc']:.3f} at epoch {r['best_epoch']}; {acc}; {r['review']} images to review.")
+    comp = (r["evaluation"] or {}).get("comparisons", {}).get("parent")
+    if comp and "accuracy" in comp:
+        console.print(f"    vs {comp['run']} on the same test images of shared classes: accuracy"
+                      f" {comp['accuracy']['current']:.3f} vs {comp['accuracy']['other']:.3f}")
+
+
+# How each kind of demo step (``demo.Step.kind``) is shown.
+PRINTERS = {
+    "import": _imported,
+    "classes": _classes,
+    "duplicates": _duplicates,
+    "conflicts": _conflicts,
+    "embed": "{embedded} images embedded ({dim}-d) in {seconds:.0f} s: the vectors `similar`, `find --unfamiliar`"
+             " and `discover` compare.",
+    "discover": _discovered,
+    "new-class": "cluster {cluster} (nearest {nearest[0][class]}) looked at and labelled {class} (new): {labelled}"
+                 " images, history source discover.",
+    "grow": "the {labelled} pool images most like it labelled {class}: {total} in all (review them: `curator"
+            " similar` ranks, a user checks).",
+    "build-splits": _built,
+    "train": _trained,
+    "bulk-identify": _identified,
+    "coverage": _coverage,
+    "look-alike": _lookalikes,
+    "accept": _accepted,
+    "fiftyone": _fiftyone,
+    "library": "{images} images: {labelled} labelled, {unknown} unknown, {unlabelled} unlabelled, {rejected}"
+               " rejected, {staged} staged.",
+}

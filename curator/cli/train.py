@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from curator.cli.common import (
-    DbOption, GracefulStop, JsonOption, baseline_text, console, err_console, open_lib, print_json, table,
+    DbOption, JsonOption, baseline_text, console, err_console, open_lib, print_json, stoppable, table,
 )
 
 app = typer.Typer(help="Training runs: list, show curves and diagnosis, promote.")
@@ -62,54 +62,39 @@ def train(
 
     Example: curator train --splits min40 --warm-start latest --epochs 30; curator train --final --splits min40
     """
-    from curator import runs as runs_lib
-    from curator import trackers
+    from curator import fit, trackers
     from curator import train as train_lib
     from curator.locations import missing_warning
 
-    if final:
-        return _final(splits, from_, epochs, name, db, json_)
-    epochs = epochs or train_lib.EPOCHS
-    if not resume and not splits:
-        raise typer.BadParameter("give the split build to train on, e.g. --splits min40", param_hint="--splits")
-    if pretrained and weights:
-        raise typer.BadParameter("--pretrained and --weights both choose the starting weights: give one", param_hint="--weights")
-    if warm_start and (pretrained or weights):
-        raise typer.BadParameter("--warm-start starts from a run's weights: leave out --pretrained/--weights", param_hint="--warm-start")
+    cfg = None if resume or final else train_lib.TrainConfig(
+        model=model, img_size=img_size, epochs=epochs or train_lib.EPOCHS, patience=patience, lr=lr,
+        weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip, rotate=rotate, zoom=zoom,
+        pretrained=pretrained, weights=weights, head_epochs=head_epochs, seed=seed, device=device, workers=workers)
     lib = open_lib(db)
     tracker = trackers.open_tracker(*log_to) if log_to else None
-    stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
-    total = runs_lib.summary(lib, resume)["params"]["epochs"] if resume else epochs  # a resumed run keeps its own
-    printer = None if json_ else epoch_printer(total)
-    show = printer if tracker is None else lambda row: (tracker.epoch(row), printer and printer(row))
-    start = tracker.start if tracker else None
-    try:
-        if resume:
-            result = train_lib.resume(lib, resume, on_start=start, on_epoch=show, should_stop=stop)
-        else:
-            cfg = train_lib.TrainConfig(model=model, img_size=img_size, epochs=epochs, patience=patience, lr=lr,
-                                        weight_decay=weight_decay, batch_size=batch_size, augment=augment, flip=flip,
-                                        rotate=rotate, zoom=zoom, pretrained=pretrained, weights=weights,
-                                        head_epochs=head_epochs, seed=seed, device=device, workers=workers)
-            result = train_lib.train(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway,
-                                     on_start=start, on_epoch=show, should_stop=stop)
-    except KeyboardInterrupt:
-        err_console.print("Interrupted: epochs finished so far are saved; resume with `curator train --resume RUN`.")
-        raise typer.Exit(130) from None
-    if "rank" in result:  # a torchrun worker other than rank 0: rank 0 reports
+    printer = {}
+
+    def start(run: dict) -> None:  # sized by the run's own options: a resumed run keeps its length
+        printer["epoch"] = epoch_printer(run["options"]["epochs"])
+        if "source" in run:
+            console.print(f"Final fit of {run['source']}'s options on {run['build']}'s train + val: {run['epochs_from']}.")
+
+    with stoppable("Stopping after this batch; the last finished epoch is saved",
+                   "Interrupted: epochs finished so far are saved; resume with `curator train --resume RUN`.") as job:
+        done = fit.fit(lib, splits, cfg, name=name, warm_start=warm_start, throwaway=throwaway, resume=resume,
+                       final=final, source=from_, epochs=epochs, score=score, tracker=tracker,
+                       on_start=None if json_ else start, on_epoch=lambda row: printer and printer["epoch"](row), should_stop=job.should_stop)
+    if done.worker:  # a torchrun worker other than rank 0: rank 0 reports
         return
-    if tracker:
-        trackers.finish(lib, tracker, result)
+    result = done.run
     if result["status"] == "interrupted":
         err_console.print(f"Interrupted after epoch {result['epochs']}: resume with `curator train --resume {result['name']}`.")
         raise typer.Exit(130)
     if (warning := missing_warning(result.get("missing", 0))) and not json_:
         err_console.print(f"Warning: {warning}")
-    if score and result["status"] == "done":
-        result["after"] = _score_and_evaluate(lib, result["name"], json_)
     if json_:
-        return print_json(result)
-    _print_run_line(result)
+        return print_json(done.to_dict())
+    (_print_final if done.final else _print_fitted)(done)
 
 
 def epoch_printer(total: int):
@@ -121,49 +106,27 @@ def epoch_printer(total: int):
     return show
 
 
-def _final(splits, source, epochs, name, db, json_) -> None:
-    from curator import final
-
-    lib = open_lib(db)
-    stop = GracefulStop("Stopping after this batch; the last finished epoch is saved (Ctrl-C again to stop now)...")
-    shown = {}
-
-    def start(plan: dict) -> None:
-        shown["epoch"] = None if json_ else epoch_printer(plan["epochs"])
-        if not json_:
-            console.print(f"Final fit of {plan['source']}'s options on {plan['build']}'s train + val: {plan['epochs_from']}.")
-
-    try:
-        result = final.fit(lib, splits=splits, source=source, epochs=epochs, name=name, on_start=start,
-                           on_epoch=lambda row: shown["epoch"] and shown["epoch"](row), should_stop=stop)
-    except KeyboardInterrupt:
-        err_console.print("Interrupted: resume with `curator train --resume RUN`.")
-        raise typer.Exit(130) from None
-    if json_:
-        return print_json(result)
-    console.print(f"Final fit {result['name']}: {result['source']}'s options on {result['build']}'s train + val,"
-                  f" {result['epochs_from']}; {result['status']} after {result['epochs']} epochs (its validation"
-                  " numbers are not held out). Checkpoint: " + result["checkpoint"])
-    for split, ev in result["evaluations"].items():
-        console.print(_eval_line(split, ev))
-    for note in result["notes"]:
-        err_console.print(f"Note: {note}")
-    if result["status"] == "interrupted":
-        raise typer.Exit(130)
-
-
-def _score_and_evaluate(lib, run: str, quiet: bool) -> dict:
-    from curator import evaluation, predict
-
-    scored = predict.score(lib, run)
-    evals = evaluation.evaluate(lib, run, "all")
-    problems = evaluation.review(lib, run)
-    if not quiet:
-        console.print(f"Scored {scored.scored} images of the build ({len(scored.errors)} unreadable).")
-        for split, ev in evals.items():
+def _print_fitted(done) -> None:
+    """A run, and what scoring it found: ``fit.Fitted``."""
+    if done.scored is not None:
+        console.print(f"Scored {done.scored['scored']} images of the build ({len(done.scored['errors'])} unreadable).")
+        for split, ev in done.evaluations.items():
             console.print(_eval_line(split, ev))
-        console.print(f"{len(problems)} images to review (wrong, or right with low confidence): `curator review {run}`.")
-    return {"scored": scored.to_dict(), "evaluations": evals, "review": len(problems)}
+        console.print(f"{done.review} images to review (wrong, or right with low confidence):"
+                      f" `curator review {done.run['name']}`.")
+    _print_run_line(done.run)
+
+
+def _print_final(done) -> None:
+    """A final fit and its evaluations: ``fit.Fitted``."""
+    r = done.run
+    console.print(f"Final fit {r['name']}: {r['source']}'s options on {r['build']}'s train + val,"
+                  f" {r['epochs_from']}; {r['status']} after {r['epochs']} epochs (its validation"
+                  " numbers are not held out). Checkpoint: " + r["checkpoint"])
+    for split, ev in done.evaluations.items():
+        console.print(_eval_line(split, ev))
+    for note in done.notes:
+        err_console.print(f"Note: {note}")
 
 
 def _print_run_line(r: dict) -> None:
