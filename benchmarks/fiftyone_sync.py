@@ -98,10 +98,10 @@ def relabel_some(lib, share: float) -> int:
 
 
 def child(n: int, scratch: str) -> dict:
-    from curator import fiftyone_sync, fiftyone_views
+    from curator import fiftyone_database, fiftyone_internals, fiftyone_samples, fiftyone_sync, fiftyone_views
 
     lib = make_library(Path(scratch) / "lib" / "curator.sqlite", n)
-    fo = fiftyone_sync.connect(lib)
+    fo = fiftyone_database.connect(lib)
     fo.list_datasets()  # starts mongod: not timed
     out = {"n": n}
     started = time.perf_counter()
@@ -111,7 +111,7 @@ def child(n: int, scratch: str) -> dict:
     dataset.info = {**dataset.info, "views": {}}  # forget them: all are saved again
     dataset.save()
     started = time.perf_counter()
-    fiftyone_views.save_views(lib, dataset, fiftyone_sync._resolve_run(lib, "r")[0])
+    fiftyone_views.save_views(lib, dataset, fiftyone_samples.resolve_run(lib, "r")[0])
     out["views_s"] = time.perf_counter() - started
     out["views"] = len(built["views"])
     started = time.perf_counter()
@@ -123,10 +123,12 @@ def child(n: int, scratch: str) -> dict:
     changed = fiftyone_sync.sync(lib, "r")
     out["refresh_1pct_s"] = time.perf_counter() - started
     assert changed["updated"] == out["relabelled"], changed
-    rows = list(fiftyone_sync.library_rows(lib, fiftyone_sync._resolve_run(lib, "r")[0]).values())
+    rows = list(fiftyone_samples.library_rows(lib, fiftyone_samples.resolve_run(lib, "r")[0]).values())
     started = time.perf_counter()
     plain = fo.Dataset("plain")
-    plain.add_samples([fiftyone_sync._sample(fo, r) for r in rows], progress=False)
+    plain.add_samples([fo.Sample(filepath=r["path"], tags=fiftyone_samples.sample_tags(r),
+                                **{f: fiftyone_internals.label_object(v) for f, v in fiftyone_samples.sample_fields(r).items()})
+                      for r in rows], progress=False)
     out["plain_s"] = time.perf_counter() - started
     assert len(plain) == len(dataset) == n
     out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -145,8 +145,7 @@ def reads(min_count: int, find_class: str) -> list[tuple]:
     from curator.classes import class_table, state_counts
 
     def classes(lib):
-        with lib.session() as s:
-            return class_table(s), state_counts(s)
+        return class_table(lib), state_counts(lib)
 
     m = str(min_count)
     return [

@@ -114,12 +114,17 @@ def describe(image: Image) -> dict:
     }
 
 
-def show(session: Session, ref: str, *, history_rows: int = 10) -> dict:
+def show(lib: Library, ref: str, *, history_rows: int = 10) -> dict:
     """One image in full, with its most recent history rows."""
-    image = find_image(session, ref)
-    out = describe(image)
-    out["history"] = history.events(session, image)[-history_rows:]
-    return out
+    with lib.session() as s:
+        image = find_image(s, ref)
+        return {**describe(image), "history": history.events(s, image)[-history_rows:]}
+
+
+def image_history(lib: Library, ref: str) -> list[dict]:
+    """Every change made to the image ``ref`` names (see ``find_image``), oldest first."""
+    with lib.session() as s:
+        return history.events(s, find_image(s, ref))
 
 
 def stats(lib: Library) -> dict:

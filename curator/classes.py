@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from curator.defaults import DEFAULT_MIN_COUNT
 from curator.errors import ClassNotFound, InvalidInput
+from curator.library import Library
 from curator.library.models import (
     ACTIVE,
     LABEL_STATES,
@@ -172,7 +173,7 @@ def resolve(
     return cls, sub
 
 
-def add(session: Session, label: str) -> LabelSpec:
+def add(lib: Library, label: str) -> LabelSpec:
     """Create a class, or a sub-class with ``class/sub`` (its class too if new).
 
     Raises:
@@ -181,11 +182,12 @@ def add(session: Session, label: str) -> LabelSpec:
     spec = parse_label(label)
     if spec.state != LABELLED:
         raise InvalidInput(f"'{label}' is a label state, not a class")
-    try:
-        resolve(session, spec)
-    except ClassNotFound:
-        resolve(session, spec, create=True)
-        return spec
+    with lib.session() as s:
+        try:
+            resolve(s, spec)
+        except ClassNotFound:
+            resolve(s, spec, create=True)
+            return spec
     raise InvalidInput(f"{spec} already exists")
 
 
@@ -206,7 +208,7 @@ def images_under(session: Session, spec: LabelSpec) -> list[Image]:
     return list(session.scalars(q.order_by(Image.id)))
 
 
-def class_table(session: Session, min_count: int = DEFAULT_MIN_COUNT) -> list[dict]:
+def class_table(lib: Library, min_count: int = DEFAULT_MIN_COUNT) -> list[dict]:
     """Per class, then per sub-class: image counts and whether the class reaches ``min_count``.
 
     Counts are of labelled images. ``labelled`` counts active ones (what training may use);
@@ -217,15 +219,15 @@ def class_table(session: Session, min_count: int = DEFAULT_MIN_COUNT) -> list[di
     from curator import tallies
 
     keys = ("labelled", "real", "staged", "synthetic", "benchmark", "rejected")
-    rows = {cid: {"class": name, **dict.fromkeys(keys, 0), "subclasses": []}
-            for cid, name in session.execute(select(LabelClass.id, LabelClass.name).order_by(LabelClass.name))}
-    subs = {}
-    for sid, cid, name in session.execute(select(Subclass.id, Subclass.class_id, Subclass.name)
-                                          .order_by(Subclass.name)):
-        subs[sid] = {"subclass": name, **dict.fromkeys(keys, 0)}
-        rows[cid]["subclasses"].append(subs[sid])
-    for _, cid, sid, status, staged, synthetic, benchmark, _, n, _ in tallies.image_groups(
-            session, ImageTally.label_state == LABELLED):
+    with lib.session() as s:
+        rows = {cid: {"class": name, **dict.fromkeys(keys, 0), "subclasses": []}
+                for cid, name in s.execute(select(LabelClass.id, LabelClass.name).order_by(LabelClass.name))}
+        subs = {}
+        for sid, cid, name in s.execute(select(Subclass.id, Subclass.class_id, Subclass.name).order_by(Subclass.name)):
+            subs[sid] = {"subclass": name, **dict.fromkeys(keys, 0)}
+            rows[cid]["subclasses"].append(subs[sid])
+        groups = tallies.image_groups(s, ImageTally.label_state == LABELLED)
+    for _, cid, sid, status, staged, synthetic, benchmark, _, n, _ in groups:
         active = status == ACTIVE
         counts = (active, active and not staged and not synthetic, active and staged, active and synthetic,
                   active and benchmark, not active)
@@ -239,11 +241,12 @@ def class_table(session: Session, min_count: int = DEFAULT_MIN_COUNT) -> list[di
     return list(rows.values())
 
 
-def state_counts(session: Session) -> dict[str, int]:
+def state_counts(lib: Library) -> dict[str, int]:
     """Active images per label state (labelled, unknown, unlabelled), from the tallies."""
     from curator import tallies
 
     counts = dict.fromkeys((LABELLED, UNKNOWN, UNLABELLED), 0)
-    for state, *_, n, _ in tallies.image_groups(session, ImageTally.status == ACTIVE):
-        counts[state] += int(n)
+    with lib.session() as s:
+        for state, *_, n, _ in tallies.image_groups(s, ImageTally.status == ACTIVE):
+            counts[state] += int(n)
     return counts

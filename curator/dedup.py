@@ -3,26 +3,27 @@
 ``find_duplicates`` compares the library's perceptual hashes through a multi-index hash
 (``curator.dedup_index``: no all-pairs loop), each image's whole-picture pHash and those of two
 inner crops (``curator.crop_hash``: a copy cropped 3-5% a side is found), keeps the pairs whose
-colour signatures agree (pHash is grey: a red and a blue version of one part are not duplicates)
-and whose 256-bit pHashes agree at the best alignment (64 bits cannot tell two upscaled 8x8
-digits of one hand from a copy), and joins pairs into groups with one canonical image each:
-real before staged or synthetic, then the largest, then the oldest. Runs are incremental: only
-images added since the last run with the same settings are compared (against everything), and
-only what changed is written back: after an import, a run reads every image's id and 64-bit
-hashes and little else, and writes a few rows. Exact duplicates of the same bytes never get
-here: an import already made them one image; two files with the same decoded pixels are found
-here (distance 0) and marked ``pixels``."""
+colour signatures agree (pHash is grey: a red and a blue version of one part are not
+duplicates) and whose 256-bit pHashes agree at the best alignment (64 bits cannot tell two
+upscaled 8x8 digits of one hand from a copy), and joins pairs into groups with one canonical
+image each: real before staged or synthetic, then the largest, then the oldest
+(``curator.dedup_grouping``). Runs are incremental: only images added since the last run with
+the same settings are compared (against everything), and only what changed is written back:
+after an import, a run reads every image's id and 64-bit hashes and little else, and writes a
+few rows. Exact duplicates of the same bytes never get here: an import already made them one
+image; two files with the same decoded pixels are found here (distance 0) and marked
+``pixels``."""
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from curator.dedup_grouping import IN_CHUNK, regroup
 from curator.defaults import (
     DEFAULT_COLOR_THRESHOLD,
     DEFAULT_DETAIL_THRESHOLD,
@@ -41,9 +42,6 @@ from curator.library.models import (
     ImageLocation,
     utcnow,
 )
-
-_IN_CHUNK = 10_000  # ids in one IN (...): under SQLite's 32,766 and PostgreSQL's 65,535 parameters
-
 
 @dataclass
 class DedupSummary:
@@ -120,7 +118,7 @@ def color_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     (0.164 and 0.174; the mean had 0.105 and 0.097).
 
     Args:
-        a, b: (N, 24) histogram shares, as ``curator.ingest.color_signature`` stores them
+        a, b: (N, 24) histogram shares, as ``curator.image_probe.color_signature`` stores them
             (8 bins of R, then G, then B; each channel sums to 1).
 
     Returns:
@@ -159,10 +157,10 @@ def _color_signatures(s: Session, ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _blobs(s: Session, column, ids: list[int]) -> dict[int, bytes]:
     """``column`` (a binary column of images) of the images ``ids`` that have one, by id, read
-    ``_IN_CHUNK`` ids at a time."""
+    ``IN_CHUNK`` ids at a time."""
     out: dict[int, bytes] = {}
-    for lo in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[lo:lo + _IN_CHUNK]
+    for lo in range(0, len(ids), IN_CHUNK):
+        chunk = ids[lo:lo + IN_CHUNK]
         rows = s.execute(select(Image.id, column).where(Image.id.in_(chunk), column.is_not(None)))
         out.update((i, bytes(v)) for i, v in rows)
     return out
@@ -232,8 +230,8 @@ def find_duplicates(
         summary.new_pairs = _store_pairs(s, h, pairs, color_threshold, detail_threshold, run.id, summary)
         compared = embedder and _embedding_pass(s, lib, h, embedder, index, min_similarity, detail_threshold, full,
                                                 run.id, summary)
-        summary.groups, summary.images_in_groups = _regroup(s)
-        summary.conflicts = len(conflicting_groups(s))
+        summary.groups, summary.images_in_groups = regroup(s)
+        summary.conflicts = conflict_count(s)
         run.last_image_id = int(h.ids[-1]) if len(h.ids) else 0
         run.compared, run.new_pairs, run.groups = summary.compared, summary.new_pairs, summary.groups
         run.finished_at = utcnow()
@@ -372,112 +370,6 @@ def _same_pixels(s: Session, a: int, b: int) -> bool:
         return False
 
 
-def _regroup(s: Session) -> tuple[int, int]:
-    """Rebuild groups from all stored pairs, keeping existing group ids where possible.
-
-    Only what changed is written: the images whose group changed, the groups whose members
-    or canonical image changed (their ``updated_at`` is then now), new groups, and groups
-    left without members (deleted). A run that adds a few pairs to a million images writes
-    a few rows, not every image.
-    """
-    members = _components(s)
-    old, facts = _grouped_images(s)
-    facts.update(_member_facts(s, sorted({i for image_ids in members for i in image_ids} - facts.keys())))
-    old_canonical = dict(s.execute(select(DuplicateGroup.id, DuplicateGroup.canonical_id)).all())
-    group_of = _assign_groups(members, old)
-    new = [k for k, gid in enumerate(group_of) if gid is None]
-    now = utcnow()
-    for k, gid in zip(new, _insert_groups(s, len(new), now)):
-        group_of[k] = gid
-    new_of = {i: gid for image_ids, gid in zip(members, group_of) for i in image_ids}
-    changed = _move_images(s, old, new_of)
-    canonical = {gid: _canonical([facts[i] for i in image_ids]) for image_ids, gid in zip(members, group_of)}
-    touched = [{"id": gid, "canonical_id": c, "updated_at": now} for gid, c in canonical.items()
-               if gid in changed or c != old_canonical.get(gid)]
-    if touched:
-        s.execute(update(DuplicateGroup), touched)  # one executemany by primary key
-    gone = sorted(old_canonical.keys() - canonical.keys())
-    for lo in range(0, len(gone), _IN_CHUNK):
-        s.execute(delete(DuplicateGroup).where(DuplicateGroup.id.in_(gone[lo:lo + _IN_CHUNK])))
-    return len(members), len(new_of)
-
-
-def _move_images(s: Session, old: dict[int, int], new: dict[int, int]) -> set[int]:
-    """Set the group of each image whose group changed (``old`` to ``new``, by image id; an
-    image in neither is in no group). Returns the groups that lost or gained a member."""
-    ids = sorted(old.keys() | new.keys())
-    moved = [{"id": i, "dup_group_id": new.get(i)} for i in ids if old.get(i) != new.get(i)]
-    if moved:
-        s.execute(update(Image), moved)  # one executemany by primary key
-    lost = {old[r["id"]] for r in moved if r["id"] in old}
-    return lost | {r["dup_group_id"] for r in moved if r["dup_group_id"] is not None}
-
-
-def _components(s: Session) -> list[list[int]]:
-    """The stored pairs' connected components: image ids, ascending, ordered by first id."""
-    import numpy as np
-
-    from curator import dedup_index
-
-    pairs = np.array(s.execute(select(DuplicatePair.image_a, DuplicatePair.image_b)).all(), dtype=np.int64).reshape(-1, 2)
-    ids = np.unique(pairs)
-    comp = dedup_index.groups(len(ids), np.searchsorted(ids, pairs)) if len(ids) else np.array([], np.int64)
-    members: dict[int, list[int]] = defaultdict(list)
-    for image_id, c in zip(ids.tolist(), comp.tolist()):
-        members[c].append(image_id)
-    return list(members.values())
-
-
-def _assign_groups(members: list[list[int]], old: dict[int, int]) -> list[int | None]:
-    """Each component's group id: the smallest of its members' old groups not taken by an
-    earlier component, or None (a new group)."""
-    used: set[int] = set()
-    out: list[int | None] = []
-    for image_ids in members:
-        reuse = min({old[i] for i in image_ids if i in old} - used, default=None)
-        if reuse is not None:
-            used.add(reuse)
-        out.append(reuse)
-    return out
-
-
-def _insert_groups(s: Session, n: int, now) -> list[int]:
-    """``n`` new groups (canonical set later), their ids ascending, in one statement."""
-    if not n:
-        return []
-    rows = [{"created_at": now, "updated_at": now} for _ in range(n)]
-    return sorted(s.scalars(insert(DuplicateGroup).returning(DuplicateGroup.id), rows).all())
-
-
-_FACTS = (Image.id, Image.staged, Image.synthetic, Image.width, Image.height, Image.added_at)
-
-
-def _grouped_images(s: Session) -> tuple[dict[int, int], dict[int, tuple]]:
-    """The images in a group now: their group ids, and what the canonical choice needs of
-    them (``_FACTS``), by image id."""
-    rows = s.execute(select(Image.dup_group_id, *_FACTS).where(Image.dup_group_id.is_not(None))).all()
-    return {r[1]: r[0] for r in rows}, {r[1]: tuple(r[1:]) for r in rows}
-
-
-def _member_facts(s: Session, ids: list[int]) -> dict[int, tuple]:
-    """``_FACTS`` of the images ``ids`` (those not in a group yet: few), by id."""
-    facts = {}
-    for lo in range(0, len(ids), _IN_CHUNK):
-        rows = s.execute(select(*_FACTS).where(Image.id.in_(ids[lo:lo + _IN_CHUNK])))
-        facts.update((r[0], tuple(r)) for r in rows)
-    return facts
-
-
-def _canonical(facts: list[tuple]) -> int:
-    """Real before staged/synthetic, then the most pixels, then the oldest.
-
-    Args:
-        facts: ``(id, staged, synthetic, width, height, added_at)`` of each member.
-    """
-    best = min(facts, key=lambda f: (f[1] or f[2], -(f[3] or 0) * (f[4] or 0), f[5], f[0]))
-    return best[0]
-
-
 # -- reading groups back ---------------------------------------------------------------------
 
 
@@ -505,15 +397,15 @@ def describe_group(s: Session, group: DuplicateGroup) -> dict:
     }
 
 
-def list_groups(s: Session, group: int | None = None) -> list[dict]:
+def list_groups(lib: Library, group: int | None = None) -> list[dict]:
     """Every duplicate group (or the one asked for), members canonical first."""
-    q = select(DuplicateGroup).order_by(DuplicateGroup.id)
-    if group is not None:
+    with lib.session() as s:
+        if group is None:
+            return [describe_group(s, g) for g in s.scalars(select(DuplicateGroup).order_by(DuplicateGroup.id))]
         found = s.get(DuplicateGroup, group)
         if found is None:
             raise InvalidInput(f"no duplicate group {group}: list them with `curator duplicates`")
         return [describe_group(s, found)]
-    return [describe_group(s, g) for g in s.scalars(q)]
 
 
 @dataclass
@@ -524,28 +416,37 @@ class Conflicts:
 
 def label_conflicts(s: Session) -> list[dict]:
     """Groups whose labelled members carry different labels: the first thing to fix."""
-    return [describe_group(s, s.get(DuplicateGroup, gid)) for gid in conflicting_groups(s)]
+    groups = _conflicting()
+    return [describe_group(s, s.get(DuplicateGroup, gid)) for gid in s.scalars(select(groups.c.id).order_by(groups.c.id))]
 
 
-def conflicting_groups(s: Session) -> list[int]:
-    """Ids of the groups whose labelled members carry different labels, ascending."""
-    labels: dict[int, set] = defaultdict(set)
-    for gid, cls, sub in s.execute(
-        select(Image.dup_group_id, Image.class_id, Image.subclass_id)
-        .where(Image.dup_group_id.is_not(None), Image.label_state == LABELLED)
-    ):
-        labels[gid].add((cls, sub))
-    return sorted(g for g, found in labels.items() if len(found) > 1)
+def _conflicting():
+    """The ids of the groups whose labelled members carry different labels, as a subquery.
+
+    A sub-class belongs to one class, so two labels differ in their class or their sub-class.
+    """
+    sub = func.coalesce(Image.subclass_id, 0)
+    return (select(Image.dup_group_id.label("id"))
+            .where(Image.dup_group_id.is_not(None), Image.label_state == LABELLED)
+            .group_by(Image.dup_group_id)
+            .having(or_(func.min(Image.class_id) != func.max(Image.class_id), func.min(sub) != func.max(sub)))
+            .subquery("conflicting"))
 
 
-def all_conflicts(s: Session) -> Conflicts:
+def conflict_count(s: Session) -> int:
+    """How many groups' labelled members carry different labels (one query, nothing read)."""
+    return int(s.scalar(select(func.count()).select_from(_conflicting())) or 0)
+
+
+def all_conflicts(lib: Library) -> Conflicts:
     """Group label conflicts, plus paths whose folder said another label than their image has."""
-    out = Conflicts(groups=label_conflicts(s))
-    rows = s.execute(
-        select(ImageLocation, Image).join(Image).where(ImageLocation.folder_label.is_not(None))
-    ).all()
-    for loc, image in rows:
-        if loc.folder_label != image.label:
-            out.locations.append({"image": image.id, "path": loc.path,
-                                  "folder_label": loc.folder_label, "label": image.label})
+    with lib.session() as s:
+        out = Conflicts(groups=label_conflicts(s))
+        rows = s.execute(
+            select(ImageLocation, Image).join(Image).where(ImageLocation.folder_label.is_not(None))
+        ).all()
+        for loc, image in rows:
+            if loc.folder_label != image.label:
+                out.locations.append({"image": image.id, "path": loc.path,
+                                      "folder_label": loc.folder_label, "label": image.label})
     return out

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from curator.errors import CuratorError, InvalidInput, NotFound
 from curator.fiftyone_samples import SPLIT_TAG, library_rows, resolve_run, write_samples
 from curator.library import Library
-from curator.library.models import ACTIVE, UNKNOWN, UNLABELLED, Image, ImageTag
+from curator.library.models import ACTIVE, LABELLED, UNKNOWN, UNLABELLED, Image, ImageTag, label_text
 
 SOURCE = "fiftyone"
 ACTION_TAGS = ("label:", "subclass:", "reject:")
@@ -136,7 +136,7 @@ def app_label(state: dict) -> str:
         sub = state["subclass"]  # edited in the app
     else:
         sub = s_sub if cls == s_cls else None
-    return f"{cls}/{sub}" if sub else cls
+    return label_text(LABELLED, cls, sub)
 
 
 def pending(state: dict) -> bool:
@@ -144,3 +144,20 @@ def pending(state: dict) -> bool:
     tags = state["tags"] or []
     return app_label(state) != state["synced_label"] or any(
         t.startswith(ACTION_TAGS) or t in FLAG_TAGS for t in tags)
+
+
+def pending_samples(lib: Library) -> list[int]:
+    """The images whose samples were edited in the app and not yet pulled, by id, ascending.
+
+    FiftyOne (and its database) is started only when the library has a FiftyOne database:
+    a library that was never browsed answers at once.
+    """
+    from curator.fiftyone_database import database_dir
+    from curator.fiftyone_sync import open_dataset
+
+    if not database_dir(lib).is_dir():
+        return []
+    dataset = open_dataset(lib, create=False)
+    if dataset is None:
+        return []
+    return sorted(i for i, state in app_state(dataset).items() if pending(state))

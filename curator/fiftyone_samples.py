@@ -28,7 +28,6 @@ from curator.fiftyone_views import saved_suspects
 from curator.library import Library
 from curator.library.models import (
     ACTIVE,
-    LABELLED,
     UNKNOWN,
     Image,
     ImageTag,
@@ -38,6 +37,7 @@ from curator.library.models import (
     SplitBuild,
     SplitMember,
     Subclass,
+    label_text,
 )
 from curator.locations import readable_paths
 
@@ -48,12 +48,6 @@ EDITABLE = ("ground_truth", "subclass", "unknown")
 
 
 # -- what the library says --------------------------------------------------------------------
-
-
-def _label_key(state: str, cls: str | None, sub: str | None) -> str:
-    if state != LABELLED:
-        return state
-    return f"{cls}/{sub}" if sub else cls
 
 
 def resolve_run(lib: Library, run: str | None) -> tuple[Run | None, list[str]]:
@@ -109,7 +103,7 @@ def library_rows(lib: Library, run: Run | None, ids: list[int] | None = None, *,
          predicted, confidence, top_k) in found:
         suspect = suspects.get(image_id)
         rows[image_id] = {
-            "image_id": image_id, "path": str(Path(readable.get(image_id, path)).resolve()), "label": _label_key(state, cls, sub),
+            "image_id": image_id, "path": str(Path(readable.get(image_id, path)).resolve()), "label": label_text(state, cls, sub),
             "class": cls, "subclass": sub, "unknown": state == UNKNOWN, "staged": staged,
             "synthetic": synthetic, "benchmark": benchmark, "dup_group": group, "split": split,
             "predicted": predicted, "confidence": confidence, "top_k": json.loads(top_k) if top_k else [],

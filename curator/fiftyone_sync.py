@@ -24,7 +24,7 @@ from curator import fiftyone_internals as internals
 from curator.errors import NotFound
 from curator.fiftyone_database import connect, dataset_name, disconnect, where
 from curator.fiftyone_pull import app_state, pending
-from curator.fiftyone_samples import add_samples, library_rows, resolve_run, sample_fields, sample_tags, write_samples
+from curator.fiftyone_samples import add_samples, library_rows, resolve_run, write_samples
 from curator.fiftyone_views import (
     Scope,
     active_images,
@@ -258,15 +258,7 @@ def _descendants(process) -> list:
         return []
 
 
-# -- names reached through this module --------------------------------------------------------
-# Tests, benchmarks and `curator status` call these here; their homes are the modules named.
-from curator.fiftyone_database import _serves, database_dir  # noqa: E402, F401
-from curator.fiftyone_internals import write_vectors  # noqa: E402, F401
-from curator.fiftyone_pull import pull  # noqa: E402, F401
-from curator.fiftyone_views import LOW_CONFIDENCE  # noqa: E402, F401  the saved views' cut
-
-_resolve_run, _fields, _tags = resolve_run, sample_fields, sample_tags
-
+# -- tests/conftest.py stops a test's database through this name ----------------------------
 
 def _disconnect(fod=None) -> None:
     """``fiftyone_database.disconnect`` (``fod``, FiftyOne's database module, is not needed)."""

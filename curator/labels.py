@@ -24,6 +24,7 @@ from curator.classes import (
     write_lock,
 )
 from curator.errors import ClassNotFound, InvalidInput
+from curator.library import Library
 from curator.library.models import (
     ACTIVE,
     FLAGS,
@@ -292,12 +293,18 @@ def set_note(session: Session, image: Image, note: str | None, *, source: str = 
     return change
 
 
-def rename(session: Session, old: str, new: str, *, source: str = "cli") -> Change:
+def rename(lib: Library, old: str, new: str, *, source: str = "cli") -> Change:
     """Rename a class (``old``) or a sub-class (``class/sub``); every image's history records it.
 
     Raises:
         InvalidInput: the new name is taken (merge instead).
     """
+    with lib.session() as s:
+        return _rename(s, old, new, source=source)
+
+
+def _rename(session: Session, old: str, new: str, *, source: str = "cli") -> Change:
+    """``rename`` in the caller's transaction."""
     spec = parse_label(old)
     if spec.state != LABELLED:
         raise InvalidInput(f"'{old}' is a label state, not a class: it cannot be renamed")
@@ -333,12 +340,18 @@ def _locked_under(session: Session, spec: LabelSpec, cls: LabelClass, sub: Subcl
             and (sub is None or im.subclass_id == sub.id)]
 
 
-def merge(session: Session, src: str, dst: str, *, source: str = "cli") -> Change:
+def merge(lib: Library, src: str, dst: str, *, source: str = "cli") -> Change:
     """Move every image under ``src`` to ``dst`` and delete ``src``.
 
     Class into class keeps sub-classes (created under ``dst`` as needed); anything else gives
     each image exactly the label ``dst``.
     """
+    with lib.session() as s:
+        return _merge(s, src, dst, source=source)
+
+
+def _merge(session: Session, src: str, dst: str, *, source: str = "cli") -> Change:
+    """``merge`` in the caller's transaction."""
     s, d = parse_label(src), parse_label(dst)
     if s.state != LABELLED or d.state != LABELLED:
         raise InvalidInput("merge takes two labels: SRC and DST, each CLASS or CLASS/SUBCLASS")

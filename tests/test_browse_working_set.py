@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import as_json, error
+from curator import fiftyone_pull
 from curator import fiftyone_sync as fs
 from curator import fiftyone_views, filters, labels
 from curator.fiftyone_views import Scope
@@ -106,7 +107,7 @@ def test_an_app_edit_keeps_its_sample_until_pulled(known):
     # p1 leaves the working set (not in view unknown) but its edit is not pulled yet: kept
     kept = fs.sync(known, scope=Scope(all=False, view="unknown"))
     assert names(known, held(known)) == {"u1.png", "u2.png", "p1.png"} and kept["kept_edits"] == 1
-    pulled = fs.pull(known)
+    pulled = fiftyone_pull.pull(known)
     assert pulled["labels"] == [known.by_name["p1.png"]]
     with known.session() as s:
         assert s.get(Image, known.by_name["p1.png"]).label == "wombat"

@@ -237,8 +237,7 @@ def test_show_keeps_the_last_history_rows(zoo, library):
         image = s.get(Image, ids(library)["w1.png"])
         for n in range(12):
             history.record(s, image, "note", "note", None, str(n))
-    with library.session() as s:
-        rows = catalog.show(s, str(ids(library)["w1.png"]), history_rows=3)["history"]
+    rows = catalog.show(library, str(ids(library)["w1.png"]), history_rows=3)["history"]
     assert [r["new"] for r in rows] == ["9", "10", "11"]
 
 

@@ -59,8 +59,8 @@ def counted(zoo, library, make_tree) -> Path:
         labels.set_flags(s, [im["a1.png"]], benchmark=True)
         labels.set_flags(s, [im["k1.png"]], benchmark=True)  # rejected below: not counted
         labels.reject(s, [im["k1.png"]], "blurry")
-        classes.add(s, "dingo")
-        classes.add(s, "kangaroo/baby")
+    classes.add(library, "dingo")
+    classes.add(library, "kangaroo/baby")
     return zoo
 
 
@@ -90,9 +90,8 @@ EXPECTED_TABLE = [
     ],
 )
 def test_class_table_counts_and_cutoff(counted, library, min_count, needs):
-    with library.session() as s:
-        rows = classes.class_table(s, min_count)
-        assert classes.state_counts(s) == {"labelled": 7, "unknown": 1, "unlabelled": 1}
+    rows = classes.class_table(library, min_count)
+    assert classes.state_counts(library) == {"labelled": 7, "unknown": 1, "unlabelled": 1}
     assert rows == [
         {**row, "needs": needs[row["class"]], "below_cutoff": needs[row["class"]] > 0,
          "only_staged_or_synthetic": row["class"] == "emu"}
@@ -163,8 +162,7 @@ def test_cli_classes_on_an_empty_library(library, cli):
     ],
 )
 def test_cli_classes_add(library, cli, label, added):
-    with library.session() as s:
-        classes.add(s, "kangaroo")
+    classes.add(library, "kangaroo")
     result = cli("classes", "add", label)
     assert (result.exit_code, result.stdout) == (0, f"Added {label.strip()}.\n")
     assert names(library) == sorted({"kangaroo", *added})
@@ -185,8 +183,8 @@ def test_cli_classes_add(library, cli, label, added):
     ],
 )
 def test_classes_add_refuses(library, cli, label, message):
-    with library.session() as s, pytest.raises(InvalidInput) as e:
-        classes.add(s, label)
+    with pytest.raises(InvalidInput) as e:
+        classes.add(library, label)
     assert str(e.value) == message
     assert error(cli("classes", "add", label)) == f"Error: {message}"
     assert names(library) == []
@@ -194,8 +192,7 @@ def test_classes_add_refuses(library, cli, label, message):
 
 @pytest.mark.parametrize("label", ["kangaroo", "kangaroo/joey"])
 def test_classes_add_refuses_an_existing_label(library, cli, label):
-    with library.session() as s:
-        classes.add(s, "kangaroo/joey")
+    classes.add(library, "kangaroo/joey")
     assert error(cli("classes", "add", label)) == f"Error: {label} already exists"
     assert names(library) == ["kangaroo", "kangaroo/joey"]
 
@@ -213,7 +210,7 @@ def events(library, name: str) -> list[tuple]:
 def test_rename_class_relabels_every_image_and_keeps_subclasses(zoo, library):
     with library.session() as s:
         labels.reject(s, [s.get(Image, ids(library)["k1.png"])], "blurry")
-        change = labels.rename(s, "kangaroo", "macropod")
+    change = labels.rename(library, "kangaroo", "macropod")
     assert sorted(change.changed) == sorted(
         ids(library)[n] for n in ("j1.png", "j2.png", "a1.png", "k1.png", "k2.png"))
     assert names(library) == ["macropod", "macropod/adult", "macropod/joey", "wallaby"]
@@ -243,8 +240,7 @@ def test_cli_rename_json(zoo, library, cli):
 @pytest.mark.parametrize("old, new", [("kangaroo", "kangaroo"), ("kangaroo/joey", "joey"),
                                       ("kangaroo/joey", "kangaroo/joey")])
 def test_rename_to_the_same_name_changes_nothing(zoo, library, old, new):
-    with library.session() as s:
-        change = labels.rename(s, old, new)
+    change = labels.rename(library, old, new)
     assert change.changed == []
     assert events(library, "j1.png") == [("import", None, "kangaroo/joey", "batch 1")]
 
@@ -272,8 +268,8 @@ def test_rename_to_the_same_name_changes_nothing(zoo, library, old, new):
     ],
 )
 def test_rename_refuses(zoo, library, cli, old, new, message):
-    with library.session() as s, pytest.raises((InvalidInput, ClassNotFound)) as e:
-        labels.rename(s, old, new)
+    with pytest.raises((InvalidInput, ClassNotFound)) as e:
+        labels.rename(library, old, new)
     assert str(e.value) == message
     assert error(cli("classes", "rename", old, new)) == f"Error: {message}"
     assert names(library) == ["kangaroo", "kangaroo/adult", "kangaroo/joey", "wallaby"]
@@ -283,9 +279,8 @@ def test_rename_refuses(zoo, library, cli, old, new, message):
 
 
 def test_cli_merge_class_into_class_keeps_subclasses(zoo, library, cli):
-    with library.session() as s:
-        classes.add(s, "kangaroo/baby")  # no images: kept all the same
-        classes.add(s, "wallaby/joey")  # already under the destination: shared
+    classes.add(library, "kangaroo/baby")  # no images: kept all the same
+    classes.add(library, "wallaby/joey")  # already under the destination: shared
     result = cli("classes", "merge", "kangaroo", "wallaby")
     assert result.stdout == "Merged kangaroo into wallaby: 5 images relabelled.\n"
     assert names(library) == ["wallaby", "wallaby/adult", "wallaby/baby", "wallaby/joey"]
@@ -316,9 +311,8 @@ def test_cli_merge_class_into_class_keeps_subclasses(zoo, library, cli):
     ],
 )
 def test_merge(zoo, library, src, dst, expected, changed, remaining):
-    with library.session() as s:
-        classes.add(s, "wallaby/big")
-        change = labels.merge(s, src, dst)
+    classes.add(library, "wallaby/big")
+    change = labels.merge(library, src, dst)
     got = labels_of(library)
     assert {n: got[n] for n in expected} == expected
     assert len(change.changed) == changed
@@ -355,8 +349,8 @@ def test_cli_merge_json_and_history(zoo, library, cli):
     ],
 )
 def test_merge_refuses(zoo, library, cli, src, dst, message):
-    with library.session() as s, pytest.raises((InvalidInput, ClassNotFound)) as e:
-        labels.merge(s, src, dst)
+    with pytest.raises((InvalidInput, ClassNotFound)) as e:
+        labels.merge(library, src, dst)
     assert str(e.value) == message
     assert error(cli("classes", "merge", src, dst)) == f"Error: {message}"
     assert names(library) == ["kangaroo", "kangaroo/adult", "kangaroo/joey", "wallaby"]

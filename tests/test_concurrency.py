@@ -61,9 +61,9 @@ def _status(image: Image) -> str:
 def test_two_sessions_labelling_the_same_images_lose_no_update(library, make_tree):
     root = make_tree({f"im{i}.png": i for i in range(6)})
     import_paths(library, [root])
+    for name in ("emu", "kangaroo/joey", "wombat"):
+        classes.add(library, name)
     with library.session() as s:
-        for name in ("emu", "kangaroo/joey", "wombat"):
-            classes.add(s, name)
         ids = sorted(s.scalars(select(Image.id)))
     barrier = threading.Barrier(2, timeout=60)
     with ThreadPoolExecutor(2) as pool:
@@ -155,8 +155,7 @@ def test_two_sessions_creating_the_same_class_share_one(library, make_tree):
         library,
         lambda s: labels.relabel(s, catalog.select_images(s, [a]), "quokka/joey", create=True),
         lambda s: labels.relabel(s, catalog.select_images(s, [b]), "quokka/joey", create=True))
-    with library.session() as s:
-        rows = classes.class_table(s)
+    rows = classes.class_table(library)
     assert [(r["class"], r["labelled"], [x["subclass"] for x in r["subclasses"]]) for r in rows] == [
         ("quokka", 2, ["joey"])]
 
@@ -166,20 +165,20 @@ def _relabel(which: str, label: str):
 
 
 @pytest.mark.parametrize("before, first, second, history_of_a", [
-    ([], _relabel("a", "emu"), lambda s, ids: labels.rename(s, "emu", "dromaius"),
+    ([], _relabel("a", "emu"), lambda s, ids: labels._rename(s, "emu", "dromaius"),
      [("relabel", "unlabelled", "emu"), ("rename", "emu", "dromaius")]),
-    ([_relabel("a", "emu")], lambda s, ids: labels.rename(s, "emu", "dromaius"), _relabel("a", "wombat"),
+    ([_relabel("a", "emu")], lambda s, ids: labels._rename(s, "emu", "dromaius"), _relabel("a", "wombat"),
      [("relabel", "unlabelled", "emu"), ("rename", "emu", "dromaius"), ("relabel", "dromaius", "wombat")]),
-    ([_relabel("b", "wombat")], _relabel("a", "emu"), lambda s, ids: labels.merge(s, "emu", "wombat"),
+    ([_relabel("b", "wombat")], _relabel("a", "emu"), lambda s, ids: labels._merge(s, "emu", "wombat"),
      [("relabel", "unlabelled", "emu"), ("merge", "emu", "wombat")]),
 ], ids=["rename waits for a relabel into the class, and records the image",
         "a relabel after a rename records the new name as the old value",
         "merge waits for a relabel into its source, and moves the image"])
 def test_class_changes_and_relabels_take_turns(library, make_tree, before, first, second, history_of_a):
     ids = dict(zip("ab", _two_images(library, make_tree)))
+    classes.add(library, "emu")
+    classes.add(library, "wombat")
     with library.session() as s:
-        classes.add(s, "emu")
-        classes.add(s, "wombat")
         for step in before:
             step(s, ids)
     _second_waits_for_first(library, lambda s: first(s, ids), lambda s: second(s, ids))
@@ -189,8 +188,7 @@ def test_class_changes_and_relabels_take_turns(library, make_tree, before, first
 @pytest.mark.parametrize("create", [False, True])
 def test_a_relabel_into_a_class_renamed_meanwhile_finds_no_class_or_makes_it_anew(library, make_tree, create):
     a, _ = _two_images(library, make_tree)
-    with library.session() as s:
-        classes.add(s, "emu")
+    classes.add(library, "emu")
     failed = []
 
     def relabel(s):
@@ -199,9 +197,8 @@ def test_a_relabel_into_a_class_renamed_meanwhile_finds_no_class_or_makes_it_ane
         except ClassNotFound as e:
             failed.append(str(e))
 
-    _second_waits_for_first(library, lambda s: labels.rename(s, "emu", "dromaius"), relabel)
-    with library.session() as s:
-        table = [(r["class"], r["labelled"]) for r in classes.class_table(s)]
+    _second_waits_for_first(library, lambda s: labels._rename(s, "emu", "dromaius"), relabel)
+    table = [(r["class"], r["labelled"]) for r in classes.class_table(library)]
     if create:
         assert table == [("dromaius", 0), ("emu", 1)] and not failed
     else:

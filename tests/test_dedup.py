@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 from sqlalchemy import select
 
-from curator import dedup, ingest
+from curator import dedup, ingest, labels
 from curator.errors import InvalidInput
 from curator.library.models import DuplicateGroup, DuplicatePair, Image
 
@@ -27,8 +27,7 @@ def pairs_by_path(lib) -> set[frozenset]:
 
 
 def groups_by_path(lib) -> set[frozenset]:
-    with lib.session() as s:
-        return {frozenset(m["path"] for m in g["members"]) for g in dedup.list_groups(s)}
+    return {frozenset(m["path"] for m in g["members"]) for g in dedup.list_groups(lib)}
 
 
 @pytest.fixture
@@ -75,9 +74,10 @@ def test_color_distance_is_the_share_of_pixels_moved_in_the_worst_channel(moved,
 
 
 def test_label_conflicts_are_reported(sample, cli):
-    dedup.find_duplicates(sample)
+    assert dedup.find_duplicates(sample).conflicts == 2
     with sample.session() as s:
         conflicts = dedup.label_conflicts(s)
+        assert dedup.conflict_count(s) == 2
     found = {frozenset(Path(m["path"]).relative_to(SAMPLE).as_posix() for m in g["members"]) for g in conflicts}
     assert len(found) == len(EXPECTED["label_conflicts"]) == 2
     assert all(g["conflict"] and len(g["labels"]) == 2 for g in conflicts)
@@ -151,11 +151,10 @@ def test_canonical_is_real_then_largest_then_oldest(library, tmp_path):
     ingest.import_paths(library, [tmp_path / "staged"], label="emu", staged=True)
     ingest.import_paths(library, [tmp_path / "real"], label="emu")
     dedup.find_duplicates(library)
-    with library.session() as s:
-        (group,) = dedup.list_groups(s)
-        canonical = next(m for m in group["members"] if m["canonical"])
-        assert Path(canonical["path"]).name == "mid.png"  # real beats the bigger staged image
-        assert group["conflict"] is False
+    (group,) = dedup.list_groups(library)
+    canonical = next(m for m in group["members"] if m["canonical"])
+    assert Path(canonical["path"]).name == "mid.png"  # real beats the bigger staged image
+    assert group["conflict"] is False
 
 
 def add_hashed(lib, phashes: dict[str, int], sizes: dict[str, int] | None = None) -> dict[str, int]:
@@ -168,6 +167,27 @@ def add_hashed(lib, phashes: dict[str, int], sizes: dict[str, int] | None = None
         s.add_all(rows.values())
         s.flush()
         return {name: image.id for name, image in rows.items()}
+
+
+@pytest.mark.parametrize("a, b, conflict", [
+    ("kangaroo", "kangaroo", False),
+    ("kangaroo", "wallaby", True),
+    ("kangaroo/joey", "kangaroo/joey", False),
+    ("kangaroo/joey", "kangaroo/adult", True),
+    ("kangaroo", "kangaroo/joey", True),
+    ("kangaroo/joey", "wallaby/joey", True),
+    ("kangaroo", "unknown", False),  # only labelled members count
+])
+def test_a_group_conflicts_when_its_labelled_members_differ_in_class_or_subclass(library, a, b, conflict):
+    ids = add_hashed(library, {"a": 0, "b": 1, "c": 0xFFFF << 32, "d": (0xFFFF << 32) | 1})
+    with library.session() as s:
+        for name, label in (("a", a), ("b", b), ("c", "wallaby"), ("d", "wallaby")):  # c~d: never a conflict
+            labels.relabel(s, [s.get(Image, ids[name])], label, create=True)
+    summary = dedup.find_duplicates(library)
+    with library.session() as s:
+        found = [g["members"][0]["id"] for g in dedup.label_conflicts(s)]
+        assert (summary.conflicts, dedup.conflict_count(s), found) == (
+            (1, 1, [ids["a"]]) if conflict else (0, 0, []))
 
 
 def group_state(lib) -> tuple[dict[int, int | None], dict[int, tuple]]:

@@ -72,8 +72,7 @@ def test_pairs_at_or_above_the_similarity_are_stored_as_embedding_pairs(geo):
     assert p.kind == "embedding" and p.similarity == pytest.approx(0.97, abs=0.005) and 0 <= p.distance <= 64
     dedup.find_duplicates(geo, embeddings="geo", min_similarity=0.9, **OFF)  # other settings: all again
     assert set(_pairs(geo)) == {frozenset((a, b)), frozenset((c, d))}
-    with geo.session() as s:
-        groups = {frozenset(m["id"] for m in g["members"]) for g in dedup.list_groups(s)}
+    groups = {frozenset(m["id"] for m in g["members"]) for g in dedup.list_groups(geo)}
     assert groups == {frozenset((a, b)), frozenset((c, d))}
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from conftest import SAMPLE, as_json, ids
 from curator import discover, embeddings, ingest
 from curator import fiftyone_map as fmap
+from curator import fiftyone_pull
 from curator import fiftyone_sync as fs
 from curator.library.models import ImageTag
 from test_similarity import cached_backbone  # noqa: F401  (a fixture)
@@ -163,7 +164,7 @@ def test_a_tag_put_on_a_cluster_in_the_app_is_pulled(lib, cli):
     members = live(lib)[number]
     dataset = fs.open_dataset(lib, create=False)
     dataset.load_saved_view(f"cluster-{number}").tag_samples("flags")  # as the app's tagging does
-    out = fs.pull(lib)
+    out = fiftyone_pull.pull(lib)
     assert sorted(out["tagged"]) == sorted(members)
     with lib.session() as s:
         assert sorted(s.scalars(select(ImageTag.image_id).where(ImageTag.tag == "flags"))) == sorted(members)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from conftest import as_json, error
 from curator import embeddings, filters
 from curator import fiftyone_similarity as fsim
+from curator import fiftyone_internals
 from curator import fiftyone_sync as fs
 from curator.library.inserts import insert_new
 from curator.library.models import Embedder, Embedding
@@ -124,7 +125,7 @@ def test_write_vectors_stores_what_set_values_stores(known):
     vectors = _unit(np.random.default_rng(0).normal(size=(len(ids), 1280))).astype(np.float32)
     for field in ("ours", "theirs"):
         dataset.add_sample_field(field, fo.VectorField)
-    fs.write_vectors(dataset, "ours", ids, vectors)
+    fiftyone_internals.write_vectors(dataset, "ours", ids, vectors)
     dataset.set_values("theirs", list(vectors))
     ours, theirs = dataset.values(["ours", "theirs"])
     assert all(np.array_equal(a, b) and a.dtype == b.dtype == np.float32 for a, b in zip(ours, theirs))

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from conftest import as_json, error
+from curator import fiftyone_database, fiftyone_pull, fiftyone_samples
 from curator import fiftyone_sync as fs
-from curator import filters, history, ingest, labels
+from curator import filters, history, ingest, labels, status
 from curator.library.models import Image, Run
 
 fo = pytest.importorskip("fiftyone")
@@ -109,10 +110,10 @@ def test_samples_are_written_as_add_samples_writes_them(known):
         labels.tag(s, [s.get(Image, known.by_name["k1.png"])], "check")
     fs.sync(known)
     dataset = fs.open_dataset(known, create=False)
-    rows = fs.library_rows(known, fs._resolve_run(known, "r")[0])
+    rows = fiftyone_samples.library_rows(known, fiftyone_samples.resolve_run(known, "r")[0])
     reference = fo.Dataset()
     try:
-        reference.add_samples([fo.Sample(filepath=r["path"], tags=fs._tags(r), **reference_fields(r))
+        reference.add_samples([fo.Sample(filepath=r["path"], tags=fiftyone_samples.sample_tags(r), **reference_fields(r))
                                for r in rows.values()], progress=False)
         assert _stored(dataset) == _stored(reference) and len(rows) == 18
         schema = dataset.get_field_schema(flat=True)
@@ -126,7 +127,7 @@ def test_samples_are_written_as_add_samples_writes_them(known):
 
 def reference_fields(row: dict) -> dict:
     """A row's fields as FiftyOne's objects (how sync built samples before writing documents)."""
-    fields = {f: v for f, v in fs._fields(row).items() if not isinstance(v, dict)}
+    fields = {f: v for f, v in fiftyone_samples.sample_fields(row).items() if not isinstance(v, dict)}
     fields["ground_truth"] = fo.Classification(label=row["class"]) if row["class"] else None
     predicted = row["predicted"] is not None
     fields["predictions"] = fo.Classification(label=row["predicted"], confidence=row["confidence"]) if predicted else None
@@ -196,9 +197,13 @@ def test_pull_takes_app_edits_into_history(known):
     got["p4.png"].tags.append("reject:blurry")
     got["k1.png"].tags += ["benchmark", "look again"]
     got["u1.png"].ground_truth = fo.Classification(label="kangaroo")
-    for name in ("p1.png", "p2.png", "p3.png", "p4.png", "k1.png", "u1.png"):
+    edited = ("p1.png", "p2.png", "p3.png", "p4.png", "k1.png", "u1.png")
+    for name in edited:
         got[name].save()
-    result = fs.pull(known)
+    assert fiftyone_pull.pending_samples(known) == sorted(known.by_name[n] for n in edited)
+    assert {"check": "pull", "state": "6 images edited in FiftyOne not yet pulled into the library",
+            "command": "curator pull"} in status.status(known)["next"]
+    result = fiftyone_pull.pull(known)
     assert (result["conflicts"], result["problems"]) == ([], [])
     assert [label_of(known, n) for n in ("p1.png", "p2.png", "p3.png", "u1.png")] == [
         "antelope", "wombat", "unknown", "kangaroo"]
@@ -213,8 +218,9 @@ def test_pull_takes_app_edits_into_history(known):
     assert "p4.png" not in after
     assert after["p2.png"].tags == [] and after["p2.png"].ground_truth.label == "wombat"
     assert after["k1.png"].tags == ["split:train", "look again"]
-    again = fs.pull(known)  # nothing left to take
+    again = fiftyone_pull.pull(known)  # nothing left to take
     assert again["labels"] == again["rejected"] == again["tagged"] == []
+    assert fiftyone_pull.pending_samples(known) == []
 
 
 def _conflict(lib):
@@ -231,12 +237,12 @@ def test_a_conflict_is_listed_and_nothing_overwritten(known):
     _conflict(known)
     refreshed = fs.sync(known)  # a refresh keeps the app's edit for pull to judge
     assert refreshed["kept_edits"] == 1 and samples(known)["k1.png"].ground_truth.label == "antelope"
-    result = fs.pull(known)
+    result = fiftyone_pull.pull(known)
     assert result["conflicts"] == [{"image_id": known.by_name["k1.png"], "path": str(image(known, "k1.png").path),
                                     "was": "kangaroo", "library": "wombat", "fiftyone": "antelope"}]
     assert label_of(known, "k1.png") == "wombat"
     assert samples(known)["k1.png"].ground_truth.label == "antelope"  # still there to decide on
-    resolved = fs.pull(known, resolve="fiftyone")
+    resolved = fiftyone_pull.pull(known, resolve="fiftyone")
     assert resolved["labels"] == [known.by_name["k1.png"]] and resolved["conflicts"] == []
     assert label_of(known, "k1.png") == "antelope"
     assert samples(known)["k1.png"].synced_label == "antelope"
@@ -244,10 +250,10 @@ def test_a_conflict_is_listed_and_nothing_overwritten(known):
 
 def test_a_conflict_resolved_for_the_library(known):
     _conflict(known)
-    result = fs.pull(known, resolve="library")
+    result = fiftyone_pull.pull(known, resolve="library")
     assert result["labels"] == [] and label_of(known, "k1.png") == "wombat"
     assert samples(known)["k1.png"].ground_truth.label == "wombat"
-    assert fs.pull(known)["conflicts"] == []
+    assert fiftyone_pull.pull(known)["conflicts"] == []
 
 
 def test_unknown_class_in_the_app_is_a_problem_not_a_crash(known):
@@ -255,11 +261,11 @@ def test_unknown_class_in_the_app_is_a_problem_not_a_crash(known):
     sample = samples(known)["p1.png"]
     sample.tags.append("label:gazelle")
     sample.save()
-    result = fs.pull(known)
+    result = fiftyone_pull.pull(known)
     assert result["problems"] == [{"image_id": known.by_name["p1.png"], "error": result["problems"][0]["error"]}]
     assert "no class 'gazelle'" in result["problems"][0]["error"]
     assert label_of(known, "p1.png") == "unlabelled"
-    created = fs.pull(known, create=True)
+    created = fiftyone_pull.pull(known, create=True)
     assert created["labels"] == [known.by_name["p1.png"]] and label_of(known, "p1.png") == "gazelle"
 
 
@@ -424,9 +430,9 @@ def test_the_database_port_is_checked_to_serve_the_librarys_folder(known, tmp_pa
     import fiftyone.core.odm.database as fod
 
     fs.connect(known)
-    port, folder = fod._db_service.port, str(fs.database_dir(known))
+    port, folder = fod._db_service.port, str(fiftyone_database.database_dir(known))
     # FiftyOne's internals curator sets: the port it connects to, kept between connections.
     assert fod._connection_kwargs["port"] == port and isinstance(fod._db_service.folder, str)
-    assert fs._serves(port, folder)
-    assert not fs._serves(port, str(tmp_path / "elsewhere"))  # another folder's mongod: not ours
-    assert not fs._serves(1, folder, wait_s=1)  # nothing listens there
+    assert fiftyone_database._serves(port, folder)
+    assert not fiftyone_database._serves(port, str(tmp_path / "elsewhere"))  # another folder's mongod: not ours
+    assert not fiftyone_database._serves(1, folder, wait_s=1)  # nothing listens there

@@ -110,8 +110,8 @@ def oracle(lib, q: filters.Query) -> dict:
     with lib.session() as s:
         run = s.scalar(select(Run).where(Run.name == q.run))
         rows = _old_rows(s, q, run)
-        stats = {} if not (q.low_count or q.synthetic_dependent) else {
-            row["class"]: row for row in class_table(s, q.min_count)}
+    stats = {} if not (q.low_count or q.synthetic_dependent) else {
+        row["class"]: row for row in class_table(lib, q.min_count)}
     classes = {}
     for r in rows:
         c = stats.get(r["predicted"], {"labelled": 0, "real": 0, "needs": q.min_count})

@@ -109,13 +109,13 @@ def _views_match_find(db):
     """The demo's FiftyOne views are its filters' results."""
     from sqlalchemy import func, select
 
-    from curator import fiftyone_sync, filters
+    from curator import fiftyone_sync, fiftyone_views, filters
     from curator.library import open_library
     from curator.library.models import Image
 
     lib = open_library(db)
     dataset = fiftyone_sync.open_dataset(lib, create=False)
-    want = filters.find(lib, filters.Query(run="min40", label="unlabelled", max_confidence=fiftyone_sync.LOW_CONFIDENCE))
+    want = filters.find(lib, filters.Query(run="min40", label="unlabelled", max_confidence=fiftyone_views.LOW_CONFIDENCE))
     shown = dataset.load_saved_view("low-confidence").values("curator_id")
     assert shown == [r["image_id"] for r in want["rows"]] and len(shown) > 0
     with lib.session() as s:

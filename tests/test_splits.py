@@ -72,9 +72,8 @@ def test_benchmark_images_are_only_in_the_benchmark_split(sample):
 def test_no_duplicate_group_spans_two_splits(sample):
     splits.build(sample, min_count=35, name="g")
     got = split_of(sample, "g")
-    with sample.session() as s:
-        for group in dedup.list_groups(s):
-            assert len({got[m["id"]] for m in group["members"] if m["id"] in got}) <= 1
+    for group in dedup.list_groups(sample):
+        assert len({got[m["id"]] for m in group["members"] if m["id"] in got}) <= 1
     assert splits.check(sample, "g") == []
 
 

@@ -54,3 +54,40 @@ def test_status_cli(library, cli):
         "labelled": 0, "unknown": 0, "unlabelled": 0}
     assert data["next"] == [{"check": "import", "state": "the library is empty",
                              "command": "curator import PATH --labels-from-folders"}]
+
+
+class _Dataset:
+    """What ``fiftyone_pull.app_state`` reads of a dataset: one list a field, a value a sample."""
+
+    def __init__(self, samples: list[dict]):
+        self.samples = samples
+
+    def values(self, names: list[str]) -> list[list]:
+        return [[sample[name] for sample in self.samples] for name in names]
+
+
+def _sample(curator_id: int, synced: str, shown: str, tags=()) -> dict:
+    return {"curator_id": curator_id, "id": f"s{curator_id}", "curator_sig": "sig", "synced_label": synced,
+            "ground_truth.label": shown, "subclass": None, "unknown": False, "tags": list(tags)}
+
+
+def test_status_suggests_pull_for_app_edits_and_starts_no_fiftyone_without_its_database(library, make_tree,
+                                                                                     monkeypatch):
+    from curator import fiftyone_database, fiftyone_sync, ingest
+
+    ingest.import_paths(library, [make_tree({"kangaroo/k1.png": 1, "emu/e1.png": 2})], labels_from_folders=True)
+
+    def never(*args, **kwargs):
+        raise AssertionError("FiftyOne started for a library that has no FiftyOne database")
+
+    monkeypatch.setattr(fiftyone_database, "connect", never)
+    monkeypatch.setattr(fiftyone_sync, "open_dataset", never)
+    assert [i["check"] for i in status.status(library)["next"]] == ["dedup", "embeddings", "splits"]
+    fiftyone_database.database_dir(library).mkdir()
+    samples = [_sample(1, "kangaroo", "kangaroo"), _sample(2, "kangaroo", "wallaby"),
+               _sample(3, "emu", "emu", tags=["reject:blurry"]), _sample(4, "emu", "emu", tags=["split:train"])]
+    monkeypatch.setattr(fiftyone_sync, "open_dataset", lambda lib, create=True: _Dataset(samples))
+    assert status.status(library, fiftyone=False)["next"] == status.status(library, fiftyone=True)["next"][:-1]
+    assert status.status(library)["next"][-1] == {
+        "check": "pull", "state": "2 images edited in FiftyOne not yet pulled into the library",
+        "command": "curator pull"}

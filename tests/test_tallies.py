@@ -100,8 +100,8 @@ def test_every_change_is_counted(known, make_tree):
     with lib.session() as s:
         get = lambda *names: [s.get(Image, i) for i in _images(lib, *names)]  # noqa: E731
         labels.restore(s, get("p4.png"))
-        labels.rename(s, "wombat", "wombat-common")
-        labels.merge(s, "antelope", "kangaroo")
+    labels.rename(lib, "wombat", "wombat-common")
+    labels.merge(lib, "antelope", "kangaroo")
     check(lib)
     with lib.session() as s:  # predictions: a new run, a changed answer, an unreadable one, one gone
         old = s.scalar(select(Run).where(Run.name == "r"))

@@ -33,9 +33,9 @@ def classes(ctx: typer.Context, min_count: MinCount = DEFAULT_MIN_COUNT,
         return
     from curator import classes as classes_lib
 
-    with open_lib(db).session() as s:
-        rows = classes_lib.class_table(s, min_count)
-        states = classes_lib.state_counts(s)
+    lib = open_lib(db)
+    rows = classes_lib.class_table(lib, min_count)
+    states = classes_lib.state_counts(lib)
     if json_:
         return print_json({"min_count": min_count, "classes": rows, **states})
     t = table("Class", "Sub-class", "Labelled", "Real", "Staged", "Synthetic", "Benchmark", "Rejected", "Status")
@@ -63,8 +63,7 @@ def add(label: Annotated[str, typer.Argument(help="CLASS or CLASS/SUBCLASS.")], 
     """
     from curator import classes as classes_lib
 
-    with open_lib(db).session() as s:
-        spec = classes_lib.add(s, label)
+    spec = classes_lib.add(open_lib(db), label)
     console.print(f"Added {spec}.")
 
 
@@ -78,8 +77,7 @@ def rename(old: Annotated[str, typer.Argument(help="CLASS or CLASS/SUBCLASS.")],
     """
     from curator import labels
 
-    with open_lib(db).session() as s:
-        change = labels.rename(s, old, new)
+    change = labels.rename(open_lib(db), old, new)
     if json_:
         return print_json({"action": "rename", "changed": change.changed})
     console.print(f"Renamed {old} to {new}: {len(change.changed)} images.")
@@ -96,8 +94,7 @@ def merge(src: Annotated[str, typer.Argument(help="CLASS or CLASS/SUBCLASS to me
     """
     from curator import labels
 
-    with open_lib(db).session() as s:
-        change = labels.merge(s, src, dst)
+    change = labels.merge(open_lib(db), src, dst)
     if json_:
         return print_json({"action": "merge", "changed": change.changed})
     console.print(f"Merged {src} into {dst}: {len(change.changed)} images relabelled.")

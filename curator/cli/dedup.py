@@ -82,12 +82,12 @@ def duplicates(
     """
     from curator import dedup as dedup_lib
 
-    with open_lib(db).session() as s:
-        if conflicts:
-            found = dedup_lib.all_conflicts(s)
-            groups, locations = found.groups, found.locations
-        else:
-            groups, locations = dedup_lib.list_groups(s, group), []
+    lib = open_lib(db)
+    if conflicts:
+        found = dedup_lib.all_conflicts(lib)
+        groups, locations = found.groups, found.locations
+    else:
+        groups, locations = dedup_lib.list_groups(lib, group), []
     if json_:
         return print_json({"groups": groups, "locations": locations} if conflicts else groups)
     t = table("Group", "Id", "Label", "Canonical", "Size", "Path")

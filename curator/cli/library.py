@@ -104,8 +104,7 @@ def show(image: ImageArg, db: DbOption = None, json_: JsonOption = False) -> Non
     """
     from curator import catalog
 
-    with open_lib(db).session() as s:
-        data = catalog.show(s, image)
+    data = catalog.show(open_lib(db), image)
     if json_:
         return print_json(data)
     for key, value in data.items():
@@ -124,10 +123,9 @@ def show_history(image: ImageArg, db: DbOption = None, json_: JsonOption = False
 
     Example: curator history sample_data/library/animal-bird/bird-1f426-google.png
     """
-    from curator import catalog, history
+    from curator import catalog
 
-    with open_lib(db).session() as s:
-        events = history.events(s, catalog.find_image(s, image))
+    events = catalog.image_history(open_lib(db), image)
     if json_:
         return print_json(events)
     _print_events(events)

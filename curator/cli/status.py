@@ -15,6 +15,9 @@ def register(app: typer.Typer) -> None:
 
 def status(
     min_count: Annotated[int, typer.Option(help="The per-class cutoff the loop aims at.", min=1)] = 40,
+    fiftyone: Annotated[bool, typer.Option(
+        "--fiftyone/--no-fiftyone",
+        help="Look for edits in FiftyOne not yet pulled when the library has a FiftyOne database (starts it).")] = True,
     db: DbOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -24,13 +27,14 @@ def status(
     with two labels, embeddings, pool images not looked at for new classes and clusters not yet
     acted on, split builds, runs, pool images the newest run has not predicted, classes within
     reach of the cutoff, unknowns the model now recognises, suspects not yet reviewed, the
-    FiftyOne dataset, and a newer run that beats production on the benchmark set.
+    FiftyOne dataset and edits made in it not yet pulled, and a newer run that beats
+    production on the benchmark set.
 
     Example: curator status --min-count 40
     """
     from curator import status as status_lib
 
-    result = status_lib.status(open_lib(db), min_count=min_count)
+    result = status_lib.status(open_lib(db), min_count=min_count, fiftyone=fiftyone)
     if json_:
         return print_json(result)
     c = result["counts"]
