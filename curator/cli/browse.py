@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, status, table
-from curator.cli.filters import show_notes
+from curator.cli.common import DbOption, JsonOption, console, open_lib, print_json, show_notes, status, table
 from curator.fiftyone_views import MAX_SAMPLES
 
 
@@ -105,13 +104,14 @@ def browse(
 def serve(lib, view: str | None, *, address: str = "127.0.0.1", port: int = 5151, remote: bool = False) -> None:
     """Run the app on the library's dataset until Ctrl-C."""
     from curator import fiftyone_sync
+    from curator.fiftyone_database import dataset_name
 
     # Ctrl-C and `kill` both end the wait below. Python maps SIGINT to KeyboardInterrupt only
     # where the parent left it alone: a background job of a script starts with it ignored.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.default_int_handler)
     session = fiftyone_sync.launch(lib, view, address=address, port=port, open_browser=not remote)
-    console.print(f"The FiftyOne app is serving {fiftyone_sync.app_url(fiftyone_sync.dataset_name(lib), view, address, port)}")
+    console.print(f"The FiftyOne app is serving {fiftyone_sync.app_url(dataset_name(lib), view, address, port)}")
     if remote:
         console.print(f"From another machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS-HOST, then open that address.")
     console.print("Press Ctrl-C to stop; then `curator pull` takes your edits into the library.")

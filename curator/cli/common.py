@@ -31,6 +31,14 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+PathsOption = Annotated[bool, typer.Option("--paths", help="Print only paths, one per line (for piping).")]
+# Options of the commands that list images and act on them (find, similar, discover).
+EmbedderOption = Annotated[Optional[str], typer.Option(
+    help="Whose embeddings: an embedder or run:NAME [default: the newest `curator embed` one, else the latest"
+         " run's].", show_default=False)]
+RejectOption = Annotated[Optional[str], typer.Option(help="Action: reject the shown images with this reason.")]
+TagOption = Annotated[Optional[str], typer.Option(help="Action: tag the shown images (a saved selection: --tagged T).")]
 
 
 class _LazyConsole:
@@ -63,6 +71,27 @@ def open_lib(db: str | None) -> Library:
 
 def print_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_rows(rows: list[dict], keys: list[str], *, csv_: bool, paths: bool) -> bool:
+    """``--paths``: each row's ``path``, one a line; ``--csv``: a header of ``keys``, then each
+    row's values. Returns whether either was asked (else the caller prints its table)."""
+    if paths:
+        for r in rows:
+            typer.echo(r["path"])
+    elif csv_:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(keys)
+        writer.writerows([r[k] for k in keys] for r in rows)
+    return paths or csv_
+
+
+def show_notes(notes: list[str]) -> None:
+    """A service result's notes (which run a command read, and why), on stderr."""
+    for note in notes:
+        err_console.print(f"Note: {note}")
 
 
 def table(*columns: str, title: str | None = None) -> Rows:

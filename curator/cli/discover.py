@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json, progress, status, table
-from curator.cli.filters import CsvOption, EmbedderOption, PathsOption, show_notes
+from curator.cli.common import (
+    CsvOption, DbOption, EmbedderOption, JsonOption, PathsOption, console, err_console, open_lib,
+    print_json, print_rows, progress, show_notes, status, table,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -93,17 +93,10 @@ def _print_clusters(result: dict, *, json_: bool, csv_: bool, paths: bool) -> No
     rows, d = result["clusters"], result["discovery"]
     if json_:
         return print_json(result)
-    if paths:
-        for r in rows:
-            for p in r["examples"]:
-                typer.echo(p)
-        return
-    if csv_:
-        w = csv.writer(sys.stdout)
-        w.writerow(["cluster", "state", "size", "cohesion", "unknown", "nearest", "inside", "examples"])
-        for r in rows:
-            w.writerow([r["cluster"], r["state"], r["size"], r["cohesion"], r["unknown"], _nearest(r),
-                        r["inside"] or "", " ".join(r["examples"])])
+    plain = ([{"path": p} for r in rows for p in r["examples"]] if paths else
+             [{**r, "nearest": _nearest(r), "inside": r["inside"] or "", "examples": " ".join(r["examples"])} for r in rows])
+    if print_rows(plain, ["cluster", "state", "size", "cohesion", "unknown", "nearest", "inside", "examples"],
+                  csv_=csv_, paths=paths):
         return
     t = table("Cluster", "Size", "Cohesion", "Unknown", "Nearest classes (distance)", "Reads as", "Example",
               title=f"Discovery {d['id']}: {d['clustered']:,} of {d['candidates']:,} pool images clustered"
@@ -122,16 +115,8 @@ def _print_clusters(result: dict, *, json_: bool, csv_: bool, paths: bool) -> No
 def _print_members(row: dict, *, json_: bool, csv_: bool, paths: bool) -> None:
     if json_:
         return print_json(row)
-    images = [i for i in row["images"] if not i["excluded"]]
-    if paths:
-        for i in images:
-            typer.echo(i["path"])
-        return
-    if csv_:
-        w = csv.writer(sys.stdout)
-        w.writerow(["image_id", "path", "label_state", "excluded"])
-        for i in row["images"]:
-            w.writerow([i["image_id"], i["path"], i["label_state"], i["excluded"]])
+    shown = [i for i in row["images"] if not i["excluded"]] if paths else row["images"]
+    if print_rows(shown, ["image_id", "path", "label_state", "excluded"], csv_=csv_, paths=paths):
         return
     t = table("Id", "Path", "Label", "Excluded",
               title=f"Cluster {row['cluster']} ({row['state']}): {row['size']} images, cohesion {row['cohesion']:.2f},"

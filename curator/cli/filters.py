@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, console, err_console, open_lib, print_json, progress, table
+from curator.cli.common import (
+    CsvOption, DbOption, EmbedderOption, JsonOption, PathsOption, RejectOption, TagOption, console,
+    err_console, open_lib, print_json, print_rows, progress, show_notes, table,
+)
 
 RunOption = Annotated[Optional[str], typer.Option(
     help="Whose predictions: a run name or id, 'latest' or 'production'"
          " [default: the newest run that predicted the images asked about].", show_default=False)]
-
-# Options `similar` shares with `find`.
-EmbedderOption = Annotated[Optional[str], typer.Option(
-    help="Whose embeddings: an embedder or run:NAME [default: the newest `curator embed` one, else the latest"
-         " run's].", show_default=False)]
-RejectOption = Annotated[Optional[str], typer.Option(help="Action: reject the shown images with this reason.")]
-TagOption = Annotated[Optional[str], typer.Option(help="Action: tag the shown images (a saved selection: --tagged T).")]
-CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
-PathsOption = Annotated[bool, typer.Option("--paths", help="Print only paths, one per line (for piping).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -126,14 +118,7 @@ def print_result(result: dict, columns: tuple, *, json_: bool, csv_: bool, paths
         return print_json(result)
     if paths or csv_:
         err_console.print(f"{len(rows)} images ({source(result)}).")
-    if paths:
-        for r in rows:
-            typer.echo(r["path"])
-        return
-    if csv_:
-        writer = csv.writer(sys.stdout)
-        writer.writerow([key for _, key, _ in columns])
-        writer.writerows([r[key] for _, key, _ in columns] for r in rows)
+        print_rows(rows, [key for _, key, _ in columns], csv_=csv_, paths=paths)
         return
     t = table(*(title for title, _, _ in columns))
     for r in rows:
@@ -160,12 +145,6 @@ def act(lib, result: dict, action: str, value: str | None, *, create: bool, quie
         task = bar.add_task(action, total=len(result["rows"]))
         return filters.act(lib, result, action, value, create=create,
                            on_progress=lambda done: bar.update(task, completed=done))
-
-
-def show_notes(notes: list[str]) -> None:
-    """A service result's notes (which run a command read, and why), on stderr."""
-    for note in notes:
-        err_console.print(f"Note: {note}")
 
 
 def coverage(

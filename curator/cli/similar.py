@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from curator.cli.common import DbOption, JsonOption, open_lib
-from curator.cli.filters import CsvOption, EmbedderOption, PathsOption, RejectOption, TagOption
+from curator.cli.common import (
+    CsvOption, DbOption, EmbedderOption, JsonOption, PathsOption, RejectOption, TagOption, open_lib,
+    show_notes,
+)
 
 SIMILARITY = ("Similarity", "similarity", lambda v: f"{v:.4f}")
 
@@ -39,7 +41,7 @@ def similar(
     Example: curator similar 12 40 41 --k 30 --label kangaroo
     """
     from curator import similarity
-    from curator.cli.filters import FIND_COLUMNS, act, print_result, show_notes
+    from curator.cli.filters import FIND_COLUMNS, act, print_result
 
     actions = {"label": label, "unknown": unknown or None, "reject": reject, "tag": tag}
     chosen = [(name, None if value is True else value) for name, value in actions.items() if value is not None]
