@@ -8,7 +8,7 @@ per transform (re-encode, 80% resize, 3-5% crop a side, brightness, saturation, 
 look-alikes that must stay apart (skin tones of one emoji in one view, two views of one emoji,
 crops of one photo, two digits of one class); plus ``sample``: curator's ``sample_data/`` library
 and pool (plain emoji drawings, skin tones), its planted pairs and a 3-5% crop of 60 of its
-library images. Every image is hashed by ``curator.ingest.hash_bytes`` (what an import stores)
+library images. Every image is hashed by ``curator.image_probe.hash_bytes`` (what an import stores)
 and judged as ``curator.dedup`` judges it: candidates within ``--threshold`` bits at some
 alignment (``crop_hash.candidate_pairs``), then the colour check, then the detail check; pairs
 are joined into groups (connected components), as `dedup` does.
@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 
 import real_images  # noqa: E402
 
-from curator import crop_hash, dedup, dedup_index, ingest  # noqa: E402
+from curator import crop_hash, dedup, dedup_index, image_probe  # noqa: E402
 from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_DETAIL_THRESHOLD, DEFAULT_THRESHOLD  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def sample_data(out: Path, seed: int) -> dict:
 
 def signatures(paths) -> dict:
     """Path -> what an import stores of it (pHash, colour signature, crop hashes)."""
-    return {p: ingest.hash_bytes(Path(p).read_bytes()) for p in paths}
+    return {p: image_probe.hash_bytes(Path(p).read_bytes()) for p in paths}
 
 
 def grouped(d: dict, sig: dict, *, crops: bool, color: float | None, detail: int | None, bits: int) -> list[int]:

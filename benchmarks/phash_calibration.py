@@ -5,7 +5,7 @@ Images (``benchmarks/real_images.py``, written under ``--out``): emoji ``views``
 ``photos`` and ``grey`` photos, ``faces`` and handwritten ``digits``; plus ``sample``: curator's
 own ``sample_data/`` (plain emoji drawings in six skin tones; planted pairs from its
 expected.json), on which the threshold was first set. Each image is hashed by
-``curator.ingest.probe`` (what ``curator import`` stores: pHash and colour signature) and each
+``curator.image_probe.probe`` (what ``curator import`` stores: pHash and colour signature) and each
 pair is judged as ``curator dedup`` judges it: pHash Hamming distance <= ``--threshold`` and
 ``curator.dedup.color_distance`` <= ``--color-threshold``.
 
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import real_images  # noqa: E402
-from curator import dedup, ingest  # noqa: E402
+from curator import dedup, image_probe  # noqa: E402
 from curator.defaults import DEFAULT_COLOR_THRESHOLD, DEFAULT_THRESHOLD  # noqa: E402
 
 SAMPLE = ROOT / "sample_data"
@@ -61,7 +61,7 @@ def hashes(paths) -> dict[Path, tuple[int, np.ndarray]]:
     """pHash (unsigned) and (24,) colour shares of each file, as ``curator import`` computes them."""
     out = {}
     for p in sorted(set(paths)):
-        meta = ingest.probe(str(p))
+        meta = image_probe.probe(str(p))
         if meta["reason"]:
             raise SystemExit(f"{p}: {meta['reason']}")
         out[p] = (meta["phash"] & (2**64 - 1), np.frombuffer(meta["color_sig"], "<u2") / 65535.0)

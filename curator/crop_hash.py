@@ -113,7 +113,7 @@ def _bits(x: np.ndarray) -> np.ndarray:
 def backfill(lib, *, on_progress: Callable[[int, int], None] | None = None, chunk: int = 2000,
              workers: int | None = None) -> tuple[int, int]:
     """Compute the crop hashes of active images imported before they existed: read from their
-    files on every core (``curator.ingest.worker_pool``), ``chunk`` at a time, each chunk
+    files on every core (``curator.image_probe.worker_pool``), ``chunk`` at a time, each chunk
     committed (an interrupted run keeps what it did).
 
     An image whose file is gone or unreadable gets empty ones (``b""``): it is compared by its
@@ -126,7 +126,7 @@ def backfill(lib, *, on_progress: Callable[[int, int], None] | None = None, chun
 
     from sqlalchemy import func, select, update
 
-    from curator import ingest
+    from curator import image_probe
     from curator.library.models import ACTIVE, Image
     from curator.locations import readable_paths
 
@@ -138,7 +138,7 @@ def backfill(lib, *, on_progress: Callable[[int, int], None] | None = None, chun
     if not total:
         return 0, 0
     done = failed = last = 0
-    with ingest.worker_pool(workers or os.cpu_count() or 1) as pool:
+    with image_probe.worker_pool(workers or os.cpu_count() or 1) as pool:
         while done + failed < total:
             with lib.session() as s:
                 ids = s.scalars(select(Image.id).where(*todo(last)).order_by(Image.id).limit(chunk)).all()
@@ -157,11 +157,11 @@ def backfill(lib, *, on_progress: Callable[[int, int], None] | None = None, chun
 
 def _hashes_of(path: str | None) -> tuple[bytes, bytes]:
     """(crop_phashes, fine_hashes) of the file at ``path``; empty where it is gone or unreadable."""
-    from curator import ingest
+    from curator import image_probe
 
     try:
         with open(path, "rb") as f:  # type: ignore[arg-type]  None: gone, a TypeError here
-            meta = ingest.hash_bytes(f.read())
+            meta = image_probe.hash_bytes(f.read())
         return meta["crop_phashes"], meta["fine_hashes"]
     except Exception:  # noqa: BLE001 - gone or unreadable now: its pHash alone decides
         return b"", b""

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select, update
 
-from curator import crop_hash, dedup, ingest
+from curator import crop_hash, dedup, image_probe, ingest
 from curator.dedup_index import hamming
 from curator.library.models import Image
 
@@ -114,5 +114,5 @@ def test_signatures_have_the_stored_sizes():
     img = PILImage.open(SAMPLE / "library" / ORIGINALS[0]).convert("L")
     inner, fine = crop_hash.signatures(img)
     assert (len(inner), len(fine)) == (crop_hash.CROP_BYTES, crop_hash.FINE_ALL_BYTES)
-    meta = ingest.hash_bytes((SAMPLE / "library" / ORIGINALS[0]).read_bytes())  # composited on white first
+    meta = image_probe.hash_bytes((SAMPLE / "library" / ORIGINALS[0]).read_bytes())  # composited on white first
     assert (len(meta["crop_phashes"]), len(meta["fine_hashes"])) == (crop_hash.CROP_BYTES, crop_hash.FINE_ALL_BYTES)

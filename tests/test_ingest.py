@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
-from curator import ingest
+from curator import image_probe, ingest
 from curator.errors import InvalidInput
 from curator.library import make_engine, resolve_url
 from curator.library.models import Image, ImageLocation, ImportBatch, LabelEvent
@@ -445,7 +445,7 @@ def _slow_to_start() -> None:
     import time
 
     time.sleep(1.0)  # a worker the machine is slow to schedule, still holding the parent's handler
-    ingest._quiet_worker()
+    image_probe.quiet_worker()
 
 
 def test_a_pool_closed_before_its_workers_are_ready_still_stops():
@@ -457,7 +457,7 @@ def test_a_pool_closed_before_its_workers_are_ready_still_stops():
 
     old = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        pool = ingest.worker_pool(2, initializer=_slow_to_start)
+        pool = image_probe.worker_pool(2, initializer=_slow_to_start)
         started = time.monotonic()
         pool.terminate()
         pool.join()
