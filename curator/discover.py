@@ -155,7 +155,7 @@ def discover(lib: Library, *, pool: str = "both", embedder: str | None = None, m
     with lib.session() as s:
         e = similarity.pick_embedder(s, embedder)
         step("scoring how unfamiliar each pool image is")
-        chosen, states, scored, run_id, notes = _choose(lib, s, e, pool, share, max_confidence, run)
+        chosen, unknown, scored, run_id, notes = _choose(lib, s, e, pool, share, max_confidence, run)
         step(f"clustering {len(chosen):,} unexplained images")
         chosen, vectors = embeddings.vectors(s, e, chosen.tolist())
         labels = cluster_labels(vectors, min_size)
@@ -165,24 +165,24 @@ def discover(lib: Library, *, pool: str = "both", embedder: str | None = None, m
                       run_id=run_id, candidates=scored, clustered=len(chosen), noise=int((labels == -1).sum()))
         s.add(d)
         s.flush()
-        _store(s, e, d, found, states, class_centres(s, e))
+        _store(s, e, d, found, unknown, class_centres(s, e))
         d.seconds = round(time.perf_counter() - t0, 2)
         discovery_id = d.id
     return listing(lib, discovery=discovery_id) | {"notes": notes}
 
 
 def _choose(lib: Library, s, e, pool: str, share: float, max_confidence: float | None,
-            run: str | None) -> tuple[np.ndarray, dict[int, str], int, int | None, list[str]]:
-    """The unexplained images to cluster (sorted ids), every pool image's label state, how many
-    have a vector, the run read for ``max_confidence`` and notes."""
-    ids, states = _candidates(s, pool)
+            run: str | None) -> tuple[np.ndarray, np.ndarray, int, int | None, list[str]]:
+    """The unexplained images to cluster (sorted ids), the pool's unknown images (sorted ids), how
+    many have a vector, the run read for ``max_confidence`` and notes."""
+    ids, unknown = _candidates(s, pool)
     scored, scores = similarity.unfamiliar_scores(lib, s, e, ids) if len(ids) else (ids, ids)
-    chosen = _unexplained(scored, scores, states, share)
+    chosen = _unexplained(scored, scores, unknown, share)
     notes, run_id = [], None
     if max_confidence is not None:
         run_id, unsure, notes = _unsure(s, run, pool, max_confidence)
         chosen = np.union1d(chosen, np.intersect1d(scored, unsure))
-    return chosen, states, len(scored), run_id, notes + _notes(s, e, pool, len(ids), len(scored))
+    return chosen, unknown, len(scored), run_id, notes + _notes(s, e, pool, len(ids), len(scored))
 
 
 def _check(pool: str, min_size: int, share: float, max_confidence: float | None) -> None:
@@ -208,16 +208,18 @@ def _unsure(s, ref: str | None, pool: str, max_confidence: float) -> tuple[int, 
     return run.id, np.sort(np.fromiter(ids, dtype=np.int64)), notes
 
 
-def _candidates(s, pool: str) -> tuple[np.ndarray, dict[int, str]]:
-    """The active pool images' ids (sorted) and each one's label state."""
-    rows = s.execute(select(Image.id, Image.label_state).where(
-        Image.status == ACTIVE, Image.label_state.in_(POOLS[pool])).order_by(Image.id)).all()
-    return np.array([r[0] for r in rows], dtype=np.int64), dict(rows)
+def _candidates(s, pool: str) -> tuple[np.ndarray, np.ndarray]:
+    """The active pool images' ids, and those of the unknown ones among them (both sorted)."""
+    def ids(*states: str) -> np.ndarray:
+        found = s.scalars(select(Image.id).where(Image.status == ACTIVE, Image.label_state.in_(states)).order_by(Image.id))
+        return np.fromiter(found, dtype=np.int64)
+
+    return ids(*POOLS[pool]), ids(UNKNOWN) if UNKNOWN in POOLS[pool] else np.zeros(0, np.int64)
 
 
-def _unexplained(ids: np.ndarray, scores: np.ndarray, states: dict[int, str], share: float) -> np.ndarray:
+def _unexplained(ids: np.ndarray, scores: np.ndarray, unknown_ids: np.ndarray, share: float) -> np.ndarray:
     """Every unknown image, and the top ``share`` of the unlabelled ones by unfamiliarity."""
-    unknown = np.array([states[i] == UNKNOWN for i in ids.tolist()], dtype=bool)
+    unknown = np.isin(ids, unknown_ids)
     loose_ids, loose = ids[~unknown], scores[~unknown]
     top = loose_ids[np.lexsort((loose_ids, -loose))][:int(np.ceil(share * len(loose_ids)))]
     return np.sort(np.concatenate([ids[unknown], top]))
@@ -274,7 +276,7 @@ def class_centres(s, e) -> Classes:
     return Classes(order, [names[c] for c in order], centres)
 
 
-def _store(s, e, d: Discovery, found: list[tuple[np.ndarray, np.ndarray]], states: dict[int, str],
+def _store(s, e, d: Discovery, found: list[tuple[np.ndarray, np.ndarray]], unknown: np.ndarray,
            known: Classes) -> None:
     """Number the clusters (keeping earlier numbers, ``match``) and write them and their members."""
     live = {c.id: c for c in s.scalars(select(Cluster).where(Cluster.state.in_(LIVE)))}
@@ -298,7 +300,7 @@ def _store(s, e, d: Discovery, found: list[tuple[np.ndarray, np.ndarray]], state
             s.flush()
         else:
             s.execute(delete(ClusterMember).where(ClusterMember.cluster_id == old.id, ClusterMember.excluded.is_(False)))
-        order = _describe_into(s, e, old, d, ids, vecs, states, known)
+        order = _describe_into(s, e, old, d, ids, vecs, unknown, known)
         s.execute(ClusterMember.__table__.insert(), [
             {"cluster_id": old.id, "image_id": int(i), "rank": r, "excluded": False}
             for r, i in enumerate(ids[order].tolist())])
@@ -308,12 +310,12 @@ def _store(s, e, d: Discovery, found: list[tuple[np.ndarray, np.ndarray]], state
         s.execute(update(Cluster).where(Cluster.id.in_(gone)).values(state="gone", updated_at=utcnow()))
 
 
-def _describe_into(s, e, c: Cluster, d: Discovery, ids: np.ndarray, vecs: np.ndarray, states: dict[int, str],
+def _describe_into(s, e, c: Cluster, d: Discovery, ids: np.ndarray, vecs: np.ndarray, unknown: np.ndarray,
                    known: Classes) -> np.ndarray:
     """Fill ``c``'s description from its members; returns their order, nearest the centre first."""
     info = describe(vecs, known.centres)
     c.discovery_id, c.size, c.cohesion = d.id, len(ids), round(info["cohesion"], 4)
-    c.unknown = sum(states.get(i) == UNKNOWN for i in ids.tolist())
+    c.unknown = int(np.isin(ids, unknown).sum())
     c.nearest = json.dumps([{"class": known.names[k], "similarity": round(sim, 4)} for k, sim in info["nearest"]])
     c.inside = None
     if info["nearest"]:

@@ -63,6 +63,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    """A CHECK that ``column`` holds one of ``values``, named after the column."""
+    return CheckConstraint(f"{column} IN ({', '.join(repr(v) for v in values)})", name=column)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -173,8 +178,8 @@ class Image(Base):
             ["subclasses.id", "subclasses.class_id"],
             name="fk_images_subclass_id_subclasses",
         ),
-        CheckConstraint("status IN ('active', 'rejected')", name="status"),
-        CheckConstraint("label_state IN ('unlabelled', 'labelled', 'unknown')", name="label_state"),
+        one_of("status", (ACTIVE, REJECTED)),
+        one_of("label_state", LABEL_STATES),
         CheckConstraint(
             "(label_state = 'labelled') = (class_id IS NOT NULL)", name="class_iff_labelled"
         ),
@@ -367,10 +372,8 @@ class Run(Base):
     parent: Mapped[Run | None] = relationship(remote_side=[id])
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('running', 'done', 'interrupted', 'failed')", name="status"
-        ),
-        CheckConstraint("purpose IN ('train', 'suspects', 'sweep')", name="purpose"),
+        one_of("status", RUN_STATUSES),
+        one_of("purpose", (TRAIN_PURPOSE, *HELPER_PURPOSES)),
     )
 
 
@@ -638,8 +641,7 @@ class Cluster(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (CheckConstraint(
-        "state IN ('open', 'labelled', 'tagged', 'unknown', 'rejected', 'dismissed', 'gone')", name="state"),)
+    __table_args__ = (one_of("state", CLUSTER_STATES),)
 
 
 class ClusterMember(Base):
