@@ -38,7 +38,7 @@ def pytest_report_header(config):
 
 # A test that asks for none of these never opens the test's library: on PostgreSQL it would
 # only repeat its SQLite run, so that run leaves it out.
-LIBRARY_FIXTURES = {"db", "new_db", "trained", "pg_url"}
+LIBRARY_FIXTURES = {"db", "new_db", "trained", "small_trained", "pg_url"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -209,39 +209,93 @@ def _sample_library(db: str, home: Path):
     return lib
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, request):
-    """A sample library with a 3-epoch parent run on min40 and its warm-started child on real35."""
+# sample_data's images that `small_trained` holds: (folder, class, how many), the first by name.
+# No training set comes to one more than a multiple of 32 (TINY's batch): a last batch of one
+# fails BatchNorm.
+SMALL = [("library", "animal-mammal", 12), ("library", "country-flag", 12),
+         ("library", "hand-fingers-open", 12), ("library", "person", 9),
+         ("staged", "sky-weather", 12)]
+
+
+def _small_library(db: str, home: Path):
+    """sample_data cut to a dozen images a class, the shape of `_sample_library`: min10 holds
+    the staged-only sky-weather; real8 leaves it out and takes person in."""
+    from curator import ingest, splits
+
+    for top, cls, n in SMALL:
+        for src in sorted(f for f in (SAMPLE / top / cls).rglob("*") if f.is_file())[:n]:
+            dest = home / "images" / src.relative_to(SAMPLE)  # sub-class folders kept
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dest)
+    init_library(db)
+    lib = open_library(db, home=home)
+    ingest.import_paths(lib, [home / "images" / "library"], labels_from_folders=True)
+    ingest.import_paths(lib, [home / "images" / "staged"], labels_from_folders=True, staged=True)
+    splits.build(lib, min_count=10, name="min10")
+    splits.build(lib, min_count=8, name="real8", include_staged=False)
+    return lib
+
+
+def _trained(make_library, builds: tuple[str, str], name: str, tmp_path_factory, request):
+    """A library from ``make_library`` with a 3-epoch throw-away ``parent`` run on the first build
+    and its 2-epoch warm-started ``child`` on the second, both scored."""
     from curator import predict, train
 
-    home = tmp_path_factory.mktemp("trained")
+    home = tmp_path_factory.mktemp(name)
     if BACKEND == "sqlite":
         db = str(home / "curator.sqlite")
     else:
-        db = request.getfixturevalue("pg_server").create_database("trained")
-    lib = _sample_library(db, home)
-    train.train(lib, "min40", train.TrainConfig(epochs=3, **TINY), name="parent", throwaway=True)
+        db = request.getfixturevalue("pg_server").create_database(name)
+    lib = make_library(db, home)
+    train.train(lib, builds[0], train.TrainConfig(epochs=3, **TINY), name="parent", throwaway=True)
     predict.score(lib, "parent")
-    train.train(lib, "real35", train.TrainConfig(epochs=2, **{**TINY, "model": None}), name="child",
+    train.train(lib, builds[1], train.TrainConfig(epochs=2, **{**TINY, "model": None}), name="child",
                 warm_start="parent")
     predict.score(lib, "child")
+    return lib
+
+
+def _copy(lib, name: str, tmp_path: Path, db_path: Path, monkeypatch, request) -> str:
+    """A private copy of the session library ``lib`` (PostgreSQL database ``name``), checkpoints
+    included: its --db. On PostgreSQL its folder is db_path's, the CURATOR_HOME that `db` sets too."""
+    if BACKEND == "sqlite":
+        home = tmp_path / "copy"
+        shutil.copytree(lib.folder, home)
+        return str(home / "curator.sqlite")
+    home = db_path.parent
+    shutil.copytree(lib.folder, home, dirs_exist_ok=True)
+    lib.engine.dispose()  # a template database must have no connections
+    monkeypatch.setenv("CURATOR_HOME", str(home))
+    return request.getfixturevalue("pg_server").create_database(template=name)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, request):
+    """A sample library with a 3-epoch parent run on min40 and its warm-started child on real35."""
+    lib = _trained(_sample_library, ("min40", "real35"), "trained", tmp_path_factory, request)
     yield lib
     lib.close()
 
 
 @pytest.fixture
 def trained_copy(trained, tmp_path, db_path, monkeypatch, request) -> str:
-    """A private copy of `trained` (checkpoints included), for tests that change it: its --db.
-    On PostgreSQL its folder is db_path's, the CURATOR_HOME that `db` sets too."""
-    if BACKEND == "sqlite":
-        home = tmp_path / "copy"
-        shutil.copytree(trained.folder, home)
-        return str(home / "curator.sqlite")
-    home = db_path.parent
-    shutil.copytree(trained.folder, home, dirs_exist_ok=True)
-    trained.engine.dispose()  # a template database must have no connections
-    monkeypatch.setenv("CURATOR_HOME", str(home))
-    return request.getfixturevalue("pg_server").create_database(template="trained")
+    """A private copy of `trained` (checkpoints included), for tests that change it: its --db."""
+    return _copy(trained, "trained", tmp_path, db_path, monkeypatch, request)
+
+
+@pytest.fixture(scope="session")
+def small_trained(tmp_path_factory, request):
+    """`trained` in small (SMALL's 57 images): a parent run on min10 and its child on real8, for
+    tests that train more runs of their own, whose epochs are then a batch or two."""
+    lib = _trained(_small_library, ("min10", "real8"), "small_trained", tmp_path_factory, request)
+    yield lib
+    lib.close()
+
+
+@pytest.fixture
+def small_copy(small_trained, tmp_path, db_path, monkeypatch, request) -> str:
+    """A private copy of `small_trained`, for tests that change it: its --db."""
+    return _copy(small_trained, "small_trained", tmp_path, db_path, monkeypatch, request)
 
 
 # file: (top-1 class, confidence); the run knows antelope, kangaroo, wombat.

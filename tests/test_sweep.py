@@ -18,14 +18,14 @@ from curator.library import open_library
 from test_train import _wait_for_epochs
 
 CURATOR = [sys.executable, "-m", "curator"]
-SWEEP = ["sweep", "--splits", "min40", "--lr", "1e-3,1e-2", "--model", "test_resnet", "--img-size", "32",
+SWEEP = ["sweep", "--splits", "min10", "--lr", "1e-3,1e-2", "--model", "test_resnet", "--img-size", "32",
          "--workers", "0", "--patience", "50"]
 
 
 def test_settings_and_names():
     got = sweep.combinations([1e-3, 1e-2, 1e-3], [32, 64], ["scratch", "pretrained"])
     assert len(got) == 8 and got[0] == {"lr": 1e-3, "batch_size": 32, "init": "scratch"}
-    assert sweep.run_name("min40", got[-1]) == "sweep-min40-lr0.01-bs64-pretrained"
+    assert sweep.run_name("min10", got[-1]) == "sweep-min10-lr0.01-bs64-pretrained"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -38,15 +38,15 @@ def test_bad_settings(args, message):
         sweep.combinations(args["lrs"], args["batch_sizes"], args["inits"])
 
 
-def test_a_sweep_resumes_after_a_kill_and_never_becomes_latest(trained_copy, tmp_path):
-    env = {**os.environ, "CURATOR_DB": str(trained_copy)}
-    first = sweep.run_name("min40", {"lr": 1e-3, "batch_size": 64, "init": "scratch"})
+def test_a_sweep_resumes_after_a_kill_and_never_becomes_latest(small_copy, tmp_path):
+    env = {**os.environ, "CURATOR_DB": str(small_copy)}
+    first = sweep.run_name("min10", {"lr": 1e-3, "batch_size": 64, "init": "scratch"})
     proc = subprocess.Popen(CURATOR + SWEEP + ["--epochs", "6"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    _wait_for_epochs(trained_copy, first, 2, proc)
+    _wait_for_epochs(small_copy, first, 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=120)
-    lib = open_library(trained_copy)
+    lib = open_library(small_copy)
     latest = runs.summary(lib, "latest")["name"]
     assert latest == "child" and runs.summary(lib, first)["purpose"] == "sweep"
     done_before = len(runs.epochs(lib, first))
@@ -64,13 +64,13 @@ def test_a_sweep_resumes_after_a_kill_and_never_becomes_latest(trained_copy, tmp
     assert PILImage.open(result["parallel_png"]).size == (900, 500)
     assert runs.summary(lib, "latest")["name"] == "child"  # sweep runs never count as the latest
     again = subprocess.run(CURATOR + SWEEP + ["--epochs", "6"], env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and again.stderr.count("skip: sweep-min40-") == 2
-    assert "Prefer sweep-min40-" in again.stdout and "Recommended: --lr " in again.stdout
+    assert again.returncode == 0 and again.stderr.count("skip: sweep-min10-") == 2
+    assert "Prefer sweep-min10-" in again.stdout and "Recommended: --lr " in again.stdout
     lib.close()
 
 
-def test_pretrained_against_scratch(trained_copy, tmp_path):
-    lib = open_library(trained_copy)
+def test_pretrained_against_scratch(small_copy, tmp_path):
+    lib = open_library(small_copy)
     weights = tmp_path / "w.pth"  # a 'pretrained' start: the parent run's trained body
     import torch
 
@@ -79,7 +79,7 @@ def test_pretrained_against_scratch(trained_copy, tmp_path):
     model = checkpoints.build_model(checkpoints.load(runs.summary(lib, "parent")["checkpoint"]))
     torch.save(model.state_dict(), weights)
     base = train.TrainConfig(epochs=3, patience=50, **TINY, weights=str(weights))
-    result = sweep.sweep(lib, "min40", base, lrs=[1e-3], inits=["scratch", "pretrained"])
+    result = sweep.sweep(lib, "min10", base, lrs=[1e-3], inits=["scratch", "pretrained"])
     pair = result["pretrained_vs_scratch"][0]
     assert pair["lr"] == 1e-3 and 0 <= pair["scratch_best"] <= 1 and 0 <= pair["pretrained_best"] <= 1
     assert pair["scratch_epochs_to_best"] in (1, 2, 3)
@@ -90,9 +90,9 @@ def test_pretrained_against_scratch(trained_copy, tmp_path):
     lib.close()
 
 
-def test_sweep_cli_errors(trained_copy, monkeypatch, cli):
-    monkeypatch.setenv("CURATOR_DB", str(trained_copy))
+def test_sweep_cli_errors(small_copy, monkeypatch, cli):
+    monkeypatch.setenv("CURATOR_DB", str(small_copy))
     assert "no split build named 'nope'" in error(cli("sweep", "--splits", "nope", "--lr", "1e-3", "--model",
                                                       "test_resnet", "--epochs", "1", "--workers", "0"))
-    bad = cli("sweep", "--splits", "min40", "--lr", "fast")
+    bad = cli("sweep", "--splits", "min10", "--lr", "fast")
     assert bad.exit_code == 2 and "give numbers separated by commas" in bad.output

@@ -11,19 +11,19 @@ from conftest import CLI_TINY, as_json, error
 from curator import trackers
 from curator.errors import InvalidInput
 
-TRAIN = ["train", "--splits", "min40", *CLI_TINY, "--epochs", "2", "--patience", "50", "--no-score", "--json"]
+TRAIN = ["train", "--splits", "min10", *CLI_TINY, "--epochs", "2", "--patience", "50", "--no-score", "--json"]
 
 
-def test_tensorboard_event_files(trained_copy, cli, monkeypatch, tmp_path):
+def test_tensorboard_event_files(small_copy, cli, monkeypatch, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    monkeypatch.setenv("CURATOR_DB", str(trained_copy))
+    monkeypatch.setenv("CURATOR_DB", str(small_copy))
     run = as_json(cli(*TRAIN, "--name", "tb", "--log-to", "tensorboard", tmp_path / "tb"))
     events = EventAccumulator(str(tmp_path / "tb" / "tb"), size_guidance={"images": 0, "tensors": 0}).Reload()
     tags = events.Tags()
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("val/loss")] == [1, 2]
-    assert events.Scalars("train/loss")[-1].value == pytest.approx(_last(trained_copy, "tb"), rel=1e-5)
+    assert events.Scalars("train/loss")[-1].value == pytest.approx(_last(small_copy, "tb"), rel=1e-5)
     assert "curves" in tags["images"]
     texts = {t: events.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in tags["tensors"]}
     assert '"lr": 0.001' in texts["options/text_summary"] and texts["checkpoint/text_summary"] == run["checkpoint"]
@@ -40,10 +40,10 @@ def _last(db, name) -> float:
         lib.close()
 
 
-def test_mlflow_run(trained_copy, cli, monkeypatch, tmp_path):
+def test_mlflow_run(small_copy, cli, monkeypatch, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setenv("CURATOR_DB", str(trained_copy))
+    monkeypatch.setenv("CURATOR_DB", str(small_copy))
     run = as_json(cli(*TRAIN, "--name", "ml", "--log-to", "mlflow", tmp_path / "ml"))
     client = MlflowClient(f"sqlite:///{tmp_path / 'ml' / 'mlflow.db'}")
     [found] = client.search_runs([client.get_experiment_by_name("curator").experiment_id])
