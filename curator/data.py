@@ -124,8 +124,13 @@ class Examples:
             yield px, self.labels[idx], ok
 
 
-def shard(n: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1, shuffle: bool = True) -> list[int]:
-    """This rank's indices for one epoch: a seeded permutation, padded so every rank gets as many."""
+def shard(n: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1, shuffle: bool = True,
+          batch_size: int | None = None) -> list[int]:
+    """This rank's indices for one epoch: a seeded permutation, padded so every rank gets as many.
+
+    With ``batch_size``, a last batch of a single image is left out (BatchNorm cannot train on
+    one image; the shuffle leaves out a different one each epoch, and every rank the same count).
+    """
     if shuffle:
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(n, generator=g).tolist()
@@ -135,6 +140,8 @@ def shard(n: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1, shuff
         per = math.ceil(n / world)
         order = (order * (1 + per * world // n))[:per * world]
         order = order[rank::world]
+    if batch_size and len(order) % batch_size == 1 and len(order) > 1:
+        order = order[:-1]
     return order
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from curator import fiftyone_internals as internals
 from curator.errors import NotFound
-from curator.fiftyone_database import connect, dataset_name, disconnect, where
+from curator.fiftyone_database import connect, dataset_name, where
 from curator.fiftyone_pull import app_state, pending
 from curator.fiftyone_samples import add_samples, library_rows, resolve_run, write_samples
 from curator.fiftyone_views import (
@@ -256,10 +256,3 @@ def _descendants(process) -> list:
         return process.children(recursive=True)
     except psutil.Error:
         return []
-
-
-# -- tests/conftest.py stops a test's database through this name ----------------------------
-
-def _disconnect(fod=None) -> None:
-    """``fiftyone_database.disconnect`` (``fod``, FiftyOne's database module, is not needed)."""
-    disconnect()

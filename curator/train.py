@@ -349,7 +349,8 @@ def _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, *, star
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = _optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(shard(len(train_set.paths), seed=0, epoch=0, rank=dist.rank, world=dist.world)) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(shard(len(train_set.paths), seed=0, epoch=0, rank=dist.rank, world=dist.world,
+                                          batch_size=cfg.batch_size)) / cfg.batch_size)
     total, warmup = steps_per_epoch * cfg.epochs, max(1, round(steps_per_epoch * cfg.warmup_epochs))
     prog = _Progress()
     if state is not None:
@@ -430,7 +431,7 @@ def _data_config(model, cfg: TrainConfig) -> dict:
 def _train_epoch(net, opt, train_set, cfg, data_cfg, device, dist, epoch, gen, lr_for, should_stop):
     """One pass over this rank's shard; returns (loss, accuracy, images) over all ranks, or None when stopped."""
     net.train()
-    order = shard(len(train_set.paths), seed=cfg.seed, epoch=epoch, rank=dist.rank, world=dist.world)
+    order = shard(len(train_set.paths), seed=cfg.seed, epoch=epoch, rank=dist.rank, world=dist.world, batch_size=cfg.batch_size)
     sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
     for step, (px, y, ok) in enumerate(train_set.batches(cfg.batch_size, order=order)):
         if should_stop():

@@ -102,9 +102,9 @@ def fiftyone_database_stopped(tmp_path):
     fod = sys.modules.get("fiftyone.core.odm.database")
     folder = getattr(getattr(fod, "_db_service", None), "folder", None)
     if folder and Path(folder).is_relative_to(tmp_path):
-        from curator import fiftyone_sync
+        from curator import fiftyone_database
 
-        fiftyone_sync._disconnect(fod)
+        fiftyone_database.disconnect()
 
 
 @pytest.fixture

@@ -345,3 +345,24 @@ def test_torchrun_trains_with_two_processes_on_cpu(trained_copy):
         assert len(s.scalars(select(RunEpoch).where(RunEpoch.run_id == run["id"])).all()) == 2
     assert checkpoints.load(run["checkpoint"])["classes"] == splits.show(lib, "min40")["classes"]
     lib.close()
+
+
+def test_a_last_batch_of_one_image_is_left_out():
+    """BatchNorm cannot train on one image: an epoch one image over a multiple of the batch size
+    leaves one out (a different one each epoch; every rank the same count) instead of failing."""
+    from curator.data import shard
+
+    assert len(shard(65, seed=0, epoch=0, batch_size=64)) == 64
+    assert shard(65, seed=0, epoch=0, batch_size=64) != shard(65, seed=0, epoch=1, batch_size=64)
+    assert len(shard(64, seed=0, epoch=0, batch_size=64)) == 64 and len(shard(66, seed=0, epoch=0, batch_size=64)) == 66
+    assert len(shard(1, seed=0, epoch=0, batch_size=64)) == 1  # one image is all there is
+    ranks = [shard(130, seed=0, epoch=0, rank=r, world=2, batch_size=32) for r in (0, 1)]  # 65 each
+    assert [len(r) for r in ranks] == [64, 64]
+
+
+def test_training_with_a_lone_last_image_finishes(small_copy):
+    lib = open_library(small_copy)
+    n = len(train.split_examples(lib, "min10", "train", 32, workers=0).paths)
+    run = train.train(lib, "min10", train.TrainConfig(**{**TINY, "batch_size": n - 1}, epochs=1), name="lone")
+    assert run["status"] == "done" and runs.epochs(lib, "lone")[0]["train_loss"] is not None
+    lib.close()
