@@ -17,6 +17,7 @@ from curator.errors import InvalidInput
 MIN_EPOCHS = 3  # fewer epochs cannot show a trend
 EXPLODE = 2.0  # final training loss above this many times its minimum (and above epoch 1's)
 OVERFIT_AFTER = 2  # validation epochs needed after the minimum before calling it overfitting
+MIN_RISE = 0.01  # nats: near a zero loss, 0.001 -> 0.002 doubles it and is noise (RESULTS.md, 2026-11-30 sweep)
 STILL_FALLING = 0.3  # recent loss fall per epoch, as a fraction of the run's average fall
 PLATEAU = 0.01  # within one percentage point of the best accuracy is on the plateau
 MIN_CHART_WIDTH = 24
@@ -31,8 +32,9 @@ def diagnose(epochs: list[dict], *, min_train_acc: float = 0.8, rise: float = 0.
        (``from_epoch`` is the epoch after the minimum).
     2. ``too short``: fewer than ``MIN_EPOCHS`` (3) epochs.
     3. ``overfitting``: validation loss is lowest at epoch e, at least ``OVERFIT_AFTER`` (2)
-       validation epochs follow, the last is more than ``rise`` (relative) above the minimum, and
-       training loss at the end is below training loss at e. ``from_epoch`` is the epoch after e.
+       validation epochs follow, the last is more than ``rise`` (relative) and ``MIN_RISE`` (0.01)
+       above the minimum, and training loss at the end is below training loss at e.
+       ``from_epoch`` is the epoch after e.
        The end, not the peak, is compared, so a spike that recovers is not overfitting.
     4. ``underfitting``: training loss (and validation loss, when there is one) still falling at
        the end, over the last quarter of the epochs (at least one step) at no less than
@@ -117,7 +119,7 @@ def _overfitting(epochs: list[dict], rise: float) -> dict | None:
         return None
     i = min(range(len(val)), key=lambda k: val[k][1])
     (low_epoch, low), (end_epoch, end) = val[i], val[-1]
-    if len(val) - 1 - i < OVERFIT_AFTER or end - low <= rise * abs(low):
+    if len(val) - 1 - i < OVERFIT_AFTER or end - low <= max(rise * abs(low), MIN_RISE):
         return None
     train = dict(_series(epochs, "train_loss"))
     train_low, train_end = train.get(low_epoch), train.get(end_epoch)
