@@ -13,7 +13,7 @@ from PIL import features
 from sqlalchemy import select
 
 from conftest import TINY, write_image
-from curator import decode, ingest, predict, splits, train
+from curator import decode, image_probe, ingest, predict, splits, train
 from curator.data import load_pixels
 from curator.library.models import Image
 
@@ -127,7 +127,7 @@ def test_a_folder_of_every_mode_imports_predicts_and_trains(library, tmp_path):
 
 def test_heic_and_avif_are_known_formats():
     assert decode.IMAGE_SUFFIXES >= {".heic", ".heif", ".avif"} and {"HEIF", "AVIF"} <= decode.FORMATS
-    assert ingest.IMAGE_SUFFIXES is decode.IMAGE_SUFFIXES and ingest.FORMATS is decode.FORMATS
+    assert ingest.IMAGE_SUFFIXES is decode.IMAGE_SUFFIXES and image_probe.FORMATS is decode.FORMATS
 
 
 # -- decompression bombs ---------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_an_unexpected_exception_rejects_that_file_only(library, tmp_path, monke
     for seed in range(3):
         write_image(folder / f"good{seed}.png", seed=seed)
     write_image(folder / "poison.png", size=(61, 41), seed=9)
-    module = decode if where == "to_rgb" else ingest
+    module = decode if where == "to_rgb" else image_probe
     real = getattr(module, where)
 
     def exploding(img, *args):
