@@ -125,6 +125,9 @@ def _train_one(lib, splits, cfg, name, on_trial, on_epoch, should_stop) -> str:
         existing = runs_lib.summary(lib, name)
     except NotFound:
         existing = None
+    if existing and existing["status"] not in ("done", "failed") and not (Path(existing["folder"]) / "last.pt").is_file():
+        _forget(lib, name)  # killed before its first epoch ended: nothing to resume, so train it afresh
+        existing = None
     if existing and existing["status"] in ("done", "failed"):
         if on_trial:
             on_trial(name, "skip")
@@ -142,6 +145,22 @@ def _train_one(lib, splits, cfg, name, on_trial, on_epoch, should_stop) -> str:
             raise
         return "failed"
     return result["status"]
+
+
+def _forget(lib, name: str) -> None:
+    """Remove a sweep run that saved no epoch (its row and folder), so its name can train again."""
+    import shutil
+
+    from sqlalchemy import delete
+
+    from curator.library.models import Run
+    from curator.runs import find_run, run_folder
+
+    with lib.session() as s:
+        folder = run_folder(lib, find_run(s, name))
+        s.execute(delete(Run).where(Run.name == name))
+        s.commit()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _report(lib: Library, splits: str, settings: list[dict], png) -> dict:

@@ -96,3 +96,17 @@ def test_sweep_cli_errors(small_copy, monkeypatch, cli):
                                                       "test_resnet", "--epochs", "1", "--workers", "0"))
     bad = cli("sweep", "--splits", "min10", "--lr", "fast")
     assert bad.exit_code == 2 and "give numbers separated by commas" in bad.output
+
+
+def test_a_run_stopped_before_its_first_epoch_trains_afresh(small_copy):
+    """Killed or stopped before a first epoch ended, a sweep run has nothing to resume: the next
+    sweep trains it again under its own name instead of failing on the missing last.pt."""
+    lib = open_library(small_copy)
+    base = train.TrainConfig(**TINY, epochs=2, patience=50)
+    stopped = sweep.sweep(lib, "min10", base, lrs=[1e-3], should_stop=lambda: True)
+    name = stopped["settings"][0]["run"]
+    assert runs.summary(lib, name)["status"] != "done" and not runs.epochs(lib, name)
+    result = sweep.sweep(lib, "min10", base, lrs=[1e-3])
+    assert [s["status"] for s in result["settings"]] == ["done"]
+    assert [r["epoch"] for r in runs.epochs(lib, name)] == [1, 2]
+    lib.close()
