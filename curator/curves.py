@@ -1,4 +1,5 @@
-"""Reading a training run's curves: a verdict (good fit, overfitting, ...), a PNG and a text chart.
+"""Reading a training run's curves: a verdict (good fit, overfitting, ...), a PNG and a text chart,
+and, while a run trains, its best epoch and when to stop early (:class:`Progress`).
 
 Every function takes ``epochs``, the run's per-epoch rows oldest first, each a dict with
 ``epoch`` (1-based, increasing), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
@@ -10,6 +11,7 @@ matplotlib is imported only when a picture is drawn (:func:`pyplot`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from curator.errors import InvalidInput
@@ -17,7 +19,9 @@ from curator.errors import InvalidInput
 MIN_EPOCHS = 3  # fewer epochs cannot show a trend
 EXPLODE = 2.0  # final training loss above this many times its minimum (and above epoch 1's)
 OVERFIT_AFTER = 2  # validation epochs needed after the minimum before calling it overfitting
-MIN_RISE = 0.01  # nats: near a zero loss, 0.001 -> 0.002 doubles it and is noise (RESULTS.md, 2026-11-30 sweep)
+# nats: a loss that rises or falls by less is noise (near a zero loss, 0.001 -> 0.002 doubles it;
+# RESULTS.md, 2026-11-30 sweep)
+MIN_RISE = 0.01
 STILL_FALLING = 0.3  # recent loss fall per epoch, as a fraction of the run's average fall
 PLATEAU = 0.01  # within one percentage point of the best accuracy is on the plateau
 MIN_CHART_WIDTH = 24
@@ -213,6 +217,43 @@ def _best_epoch(epochs: list[dict]) -> int | None:
         return min(rows, key=rank)["epoch"]
     train = _series(epochs, "train_loss")
     return min(train, key=lambda p: p[1])[0] if train else None
+
+
+@dataclass
+class Progress:
+    """A training run's best epoch so far and its epochs without progress, kept in ``last.pt``.
+
+    The best epoch (``best.pt``) has the highest validation accuracy, ties broken by the lower
+    validation loss (the training loss when there are no validation images), as
+    :func:`_best_epoch` reads it afterwards. Progress is a better epoch *or* a loss more than
+    ``MIN_RISE`` below the lowest so far: at a low accuracy, noisy from epoch to epoch, the loss
+    still shows a run that learns (RESULTS.md, 2026-11-30 sweep: from scratch at lr 1e-4, stopped
+    on accuracy alone at epoch 14 while its validation loss fell).
+    """
+
+    best_acc: float = -1.0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    lowest_loss: float = math.inf
+
+    def step(self, epoch: int, acc: float | None, loss: float | None, *, keep: bool = False) -> bool:
+        """Count one epoch; True when it is the new best (``keep``: always, as a final fit keeps
+        its last epoch)."""
+        acc = -1.0 if acc is None else acc
+        loss = loss if finite(loss) else math.inf
+        better = keep or acc > self.best_acc or (acc == self.best_acc and loss < self.best_loss)
+        falling = loss < self.lowest_loss - MIN_RISE
+        if better:
+            self.best_acc, self.best_loss, self.best_epoch = acc, loss, epoch
+        if falling:
+            self.lowest_loss = loss
+        self.bad_epochs = 0 if better or falling else self.bad_epochs + 1
+        return better
+
+    def stalled(self, patience: int) -> bool:
+        """``patience`` epochs in a row without progress: time to stop."""
+        return self.bad_epochs >= patience
 
 
 def plot_png(epochs: list[dict], path: str | Path, *, title: str | None = None,

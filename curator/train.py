@@ -3,7 +3,8 @@
 ``train`` creates the run, ``resume`` continues one; both go through ``_fit``, a flat loop in
 the nanoGPT manner: an epoch of AdamW steps with a warm-up-then-cosine learning rate, a
 validation pass, one epoch row in the library, ``last.pt`` always and ``best.pt`` when
-validation improved, and early stopping after ``patience`` epochs without improvement.
+validation improved, and early stopping after ``patience`` epochs without progress (neither a
+better accuracy nor a lower loss: ``curves.Progress``).
 
 A warm start keeps every weight of the parent's model except its classifier, which
 ``reset_classifier`` replaces with a fresh head sized for the new build's classes. Under
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from sqlalchemy import select
 
-from curator import checkpoints, weights
+from curator import checkpoints, curves, weights
 from curator.data import Examples, augment, normalise, shard
 from curator.devices import Dist, init_process_group, pick_device
 from curator.errors import ConflictingOptions, InvalidInput, NotFound
@@ -321,20 +322,6 @@ def _resumed_options(name: str, options: dict, state: dict) -> TrainConfig:
 # -- the loop ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Progress:
-    best_acc: float = -1.0
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-    def improved(self, acc: float | None, loss: float | None) -> bool:
-        """Better validation accuracy, or equal accuracy and lower loss (train loss without val)."""
-        acc = -1.0 if acc is None else acc
-        loss = math.inf if loss is None or math.isnan(loss) else loss
-        return acc > self.best_acc or (acc == self.best_acc and loss < self.best_loss)
-
-
 def _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, *, start_epoch, state, on_epoch,
          should_stop) -> dict:
     torch.manual_seed(cfg.seed + start_epoch)
@@ -352,10 +339,11 @@ def _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, *, star
     steps_per_epoch = math.ceil(len(shard(len(train_set.paths), seed=0, epoch=0, rank=dist.rank, world=dist.world,
                                           batch_size=cfg.batch_size)) / cfg.batch_size)
     total, warmup = steps_per_epoch * cfg.epochs, max(1, round(steps_per_epoch * cfg.warmup_epochs))
-    prog = _Progress()
+    prog = curves.Progress()
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-        prog = _Progress(**state["progress"])
+        # a last.pt from before lowest_loss was kept: its best loss is the lowest it knew
+        prog = curves.Progress(**{"lowest_loss": state["progress"]["best_loss"], **state["progress"]})
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start_epoch)
     status, failure = "done", None
     epoch = start_epoch - 1
@@ -377,18 +365,13 @@ def _fit(lib, name, cfg, model, classes, sets, build_name, device, dist, *, star
         row = dict(epoch=epoch, train_loss=stats[0], train_acc=stats[1], val_loss=val_loss, val_acc=val_acc,
                    lr=lr, seconds=seconds, images_per_s=stats[2] / max(seconds, 1e-9))
         # A final fit keeps its last epoch: its validation images are training images.
-        better = cfg.final or prog.improved(val_acc if val_set.paths else None, val_loss if val_set.paths else stats[0])
-        if better:
-            prog.best_acc = val_acc if val_acc is not None else -1.0
-            prog.best_loss = val_loss if val_loss is not None else stats[0]
-            prog.best_epoch, prog.bad_epochs = epoch, 0
-        else:
-            prog.bad_epochs += 1
+        better = prog.step(epoch, val_acc if val_set.paths else None, val_loss if val_set.paths else stats[0],
+                           keep=cfg.final)
         if dist.main:
             _save_epoch(lib, name, model, opt, cfg, classes, data_cfg, build_name, row, prog, better)
             if on_epoch:
                 on_epoch(row)
-        if prog.bad_epochs >= cfg.patience:
+        if prog.stalled(cfg.patience):
             break
         if should_stop():
             status = "interrupted" if epoch < cfg.epochs else "done"

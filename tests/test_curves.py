@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from curator.curves import MIN_CHART_WIDTH, diagnose, figure, plot_png, terminal_chart
+from curator.curves import MIN_CHART_WIDTH, MIN_RISE, Progress, diagnose, figure, plot_png, terminal_chart
 from curator.errors import InvalidInput
 
 NAN, INF = math.nan, math.inf
@@ -376,3 +376,68 @@ def test_terminal_chart_with_nothing_to_draw(epochs):
 def test_terminal_chart_refuses_tiny_sizes(width, height):
     with pytest.raises(InvalidInput, match=f"got width {width} and height {height}"):
         terminal_chart(GOOD, width=width, height=height)
+
+
+# -- early stopping while a run trains (curves.Progress) ---------------------------------------------
+
+# Recorded by benchmarks/sweep.py (RESULTS.md, 2026-11-30 issue 23), views set, Lite0 at 64 px:
+# (val_loss, val_acc) per epoch. From scratch at lr 1e-4 the accuracy is noise (best 0.091 at
+# epoch 9) while the loss keeps falling; pretrained at lr 1e-2 reaches 1.000 at epoch 18, then
+# its near-zero loss only wanders.
+SCRATCH_1E4 = [(4.116, 0.029), (4.003, 0.047), (3.992, 0.05), (3.93, 0.047), (3.836, 0.044), (3.837, 0.053),
+               (3.776, 0.056), (3.753, 0.059), (3.688, 0.091), (3.662, 0.062), (3.655, 0.047), (3.618, 0.082),
+               (3.573, 0.088), (3.584, 0.062)]
+PRETRAINED_1E2 = [(7.311, 0.456), (1.727, 0.729), (0.767, 0.809), (0.404, 0.894), (0.256, 0.918), (0.204, 0.941),
+                  (0.334, 0.888), (0.166, 0.95), (0.284, 0.897), (0.185, 0.938), (0.127, 0.965), (0.084, 0.979),
+                  (0.116, 0.979), (0.098, 0.968), (0.082, 0.968), (0.041, 0.988), (0.065, 0.976), (0.011, 1.0),
+                  (0.03, 0.991), (0.016, 0.994), (0.013, 0.994), (0.012, 0.997), (0.012, 0.997)]
+
+
+def _stop_epoch(curve, patience=5, **kwargs):
+    """The epoch a run with ``patience`` stops at (None: it would go on), and its Progress."""
+    prog = Progress()
+    for epoch, (loss, acc) in enumerate(curve, start=1):
+        prog.step(epoch, acc, loss, **kwargs)
+        if prog.stalled(patience):
+            return epoch, prog
+    return None, prog
+
+
+def test_a_run_whose_validation_loss_still_falls_goes_on_at_a_noisy_accuracy():
+    # accuracy alone stopped it at epoch 14 (five epochs after its best, 0.091 at epoch 9)
+    stop, prog = _stop_epoch(SCRATCH_1E4)
+    assert stop is None and prog.best_epoch == 9 and prog.best_acc == 0.091
+    assert prog.lowest_loss == 3.573 and prog.bad_epochs == 1
+
+
+def test_a_run_at_its_best_stops_when_its_loss_only_wanders_near_zero():
+    stop, prog = _stop_epoch(PRETRAINED_1E2)
+    assert (stop, prog.best_epoch, prog.best_acc) == (23, 18, 1.0)
+
+
+def test_a_rising_loss_at_a_flat_accuracy_stops_after_patience():
+    curve = [(2.0, 0.5), (1.5, 0.6), (1.6, 0.6), (1.7, 0.55), (1.9, 0.6)]
+    assert _stop_epoch(curve, patience=3)[0] == 5
+    assert _stop_epoch(curve, patience=3)[1].best_epoch == 2
+
+
+def test_a_loss_falling_by_less_than_min_rise_is_no_progress():
+    curve = [(1.0, 0.5)] + [(1.0 - (i + 1) * MIN_RISE / 4, 0.5) for i in range(3)]
+    stop, prog = _stop_epoch(curve, patience=3)
+    # each epoch ties on accuracy with a lower loss, so it is the best, yet none is progress for the lowest loss
+    assert prog.best_epoch == 4 and prog.lowest_loss == 1.0 and stop is None
+    # the falls add up: a lower loss by MIN_RISE in all counts
+    prog.step(5, 0.4, 1.0 - MIN_RISE * 1.5)
+    assert prog.lowest_loss == 1.0 - MIN_RISE * 1.5 and prog.best_epoch == 4
+
+
+def test_without_validation_the_training_loss_decides():
+    stop, prog = _stop_epoch([(1.0, None), (0.8, None), (0.9, None), (0.95, None)], patience=2)
+    assert (stop, prog.best_epoch, prog.best_acc, prog.best_loss) == (4, 2, -1.0, 0.8)
+
+
+def test_a_final_fit_keeps_every_epoch_and_a_nan_loss_is_never_the_lowest():
+    prog = Progress()
+    for epoch, (loss, acc) in enumerate([(1.0, 0.9), (2.0, 0.5), (math.nan, 0.4)], start=1):
+        assert prog.step(epoch, acc, loss, keep=True)
+    assert (prog.best_epoch, prog.best_loss, prog.lowest_loss) == (3, math.inf, 1.0)

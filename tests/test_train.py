@@ -302,6 +302,23 @@ def test_resume_takes_the_options_from_last_pt_when_the_run_row_lacks_them(train
     assert [r["epoch"] for r in runs.epochs(lib, "from-file")] == [1, 2, 3]
 
 
+def test_resume_from_a_last_pt_older_than_the_lowest_loss_rule(trained_copy):
+    """A last.pt saved before early stopping also followed the validation loss has no
+    ``lowest_loss``: resuming takes its best loss as the lowest known and goes on."""
+    lib = open_library(trained_copy)
+    seen = []
+    train.train(lib, "min40", train.TrainConfig(epochs=2, patience=50, **TINY), name="older",
+                on_epoch=seen.append, should_stop=lambda: len(seen) >= 1)
+    last = Path(runs.summary(lib, "older")["checkpoint"]).with_name("last.pt")
+    state = checkpoints.load(last)
+    assert set(state["progress"]) == {"best_acc", "best_loss", "best_epoch", "bad_epochs", "lowest_loss"}
+    del state["progress"]["lowest_loss"]
+    checkpoints.save(state, last)
+    assert train.resume(lib, "older")["status"] == "done"
+    assert [r["epoch"] for r in runs.epochs(lib, "older")] == [1, 2]
+    lib.close()
+
+
 def test_cli_resume_sizes_the_epochs_from_the_checkpoints_options(trained_copy, cli):
     """`train --resume` shows each epoch out of the run's own length, read from last.pt when the
     run row lacks its options (it once looked them up in the row: KeyError)."""

@@ -27,7 +27,7 @@ def sweep(
     init: Annotated[str, typer.Option(help="Starts, comma-separated: scratch, pretrained (timm's hub, or --weights FILE).")] = "scratch",
     model: Annotated[str, typer.Option(help="Any timm model name.")] = "resnet18",
     epochs: Annotated[int, typer.Option(help="At most this many epochs a run.", min=1)] = 20,
-    patience: Annotated[int, typer.Option(help="Stop a run after this many epochs without a better validation score.", min=1)] = 5,
+    patience: Annotated[int, typer.Option(help="Stop a run after this many epochs without progress: no better validation accuracy, no validation loss 0.01 below its lowest.", min=1)] = 5,
     img_size: Annotated[int, typer.Option(help="Square input size in pixels.", min=16)] = 128,
     weights: Annotated[Optional[str], typer.Option(help="What 'pretrained' starts from: a local weights file, or lite0 (offline ImageNet EfficientNet-Lite0).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of every run.")] = 0,

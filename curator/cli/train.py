@@ -27,7 +27,7 @@ def train(
     model: Annotated[Optional[str], typer.Option(help="Any timm model name [default: resnet18; a warm start keeps its parent's].")] = None,
     img_size: Annotated[int, typer.Option(help="Square input size in pixels.", min=16)] = 128,
     epochs: Annotated[Optional[int], typer.Option(help="At most this many epochs; the learning rate's cosine decay ends there [default: 60; with --final: the source run's best epoch].", min=1, show_default=False)] = None,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score.", min=1)] = 8,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without progress: no better validation accuracy, no validation loss 0.01 below its lowest.", min=1)] = 8,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay) [default: 1e-3; 3e-4 when warm-starting].", show_default=False)] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
     batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).", min=1)] = 64,
