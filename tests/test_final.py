@@ -26,7 +26,7 @@ def test_train_final_cli(small_copy, cli, monkeypatch):
     parent = runs.summary(lib, "parent")
     out = as_json(cli("train", "--final", "--splits", "min10", "--json"))
     assert out["source"] == "parent" and out["build"] == "min10" and out["held_out_val"] is False
-    assert out["epochs"] == parent["best_epoch"] and f"the epochs parent needed" in out["epochs_from"]
+    assert out["epochs"] == parent["best_epoch"] and "the epochs parent needed" in out["epochs_from"]
     assert out["params"]["final"] is True and out["params"]["epochs"] == parent["best_epoch"]
     assert out["name"] == "parent-final" and out["status"] == "done" and out["best_epoch"] == out["epochs"]
     assert set(out["evaluations"]) == {"test"} and 0 <= out["evaluations"]["test"]["metrics"]["accuracy"] <= 1

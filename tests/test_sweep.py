@@ -12,7 +12,7 @@ import sys
 import pytest
 from PIL import Image as PILImage
 
-from conftest import TINY, as_json, error
+from conftest import TINY, error
 from curator import runs, sweep, train
 from curator.library import open_library
 from test_train import _wait_for_epochs
