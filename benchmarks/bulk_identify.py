@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -51,11 +50,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import ingest as ingest_bench  # noqa: E402  benchmarks/ingest.py: the JPEGs and FiftyOne helpers
+from measure import peak_memory, print_result, result_of  # noqa: E402
 
 OUT = HERE / "out"
 MODEL_LIB = OUT / "bulk-model"
 BATCH = 64
-RESULT_TAG = "RESULT "
 
 
 def png_pool(n: int) -> Path:
@@ -99,15 +98,6 @@ def model_library(folder: Path = MODEL_LIB, model: str = "resnet18", img_size: i
     train.train(lib, "b", train.TrainConfig(model=model, img_size=img_size, epochs=1), name="bench", throwaway=True)
     lib.close()
     return db
-
-
-def peak() -> dict:
-    """Peak RSS of this process (VmHWM: ru_maxrss would carry the parent's over exec) and of
-    its largest waited-for child (DataLoader workers, mongod)."""
-    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-               if line.startswith("VmHWM:"))
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_mib": round(hwm / 1024, 1), "child_peak_mib": round(child, 1)}
 
 
 def run_curator(folder: str, scratch: str) -> dict:
@@ -246,11 +236,10 @@ def measure(kind: str, folder: Path) -> dict:
         cmd = [sys.executable, __file__, "--child", kind, str(folder), scratch]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3 * 3600)
         ingest_bench.stop_strays(scratch)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    if proc.returncode or not lines:
+    r = result_of(proc.stdout)
+    if proc.returncode or r is None:
         print(f"  {kind} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}", flush=True)
         return {"failed": proc.stderr[-2000:]}
-    r = json.loads(lines[-1][len(RESULT_TAG):])
     r["images_per_s"] = r["images"] / r["seconds"]
     return r
 
@@ -267,7 +256,8 @@ def main() -> None:
         kind, folder, scratch = args.child
         if kind == "model":
             return model_library()
-        print(RESULT_TAG + json.dumps({**RUNS[kind](folder, scratch), **peak()}), flush=True)
+        # peak memory: this process's (VmHWM) and its largest waited-for child's (DataLoader workers, mongod)
+        print_result({**RUNS[kind](folder, scratch), **peak_memory()})
         return
     # Train in a child: this process stays small, so its children start small too.
     subprocess.run([sys.executable, __file__, "--child", "model", "-", "-"], check=True, capture_output=True)

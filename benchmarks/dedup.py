@@ -3,7 +3,7 @@
 For each N (10,000, 100,000 and 1,000,000 by default) it generates N seeded 64-bit hashes,
 uniform random, in which 2% of the items get 1-3 copies each at 1..threshold bits (random bits
 flipped; the copies take random slots), then groups them, each run in a fresh subprocess so
-that peak memory (``getrusage`` max RSS) belongs to that run alone:
+that peak memory (VmHWM, the peak RSS: ``measure.peak_mib``) belongs to that run alone:
 
   curator           ``near_pairs(hashes, threshold)`` then ``groups(n, pairs)``, timed together
                     (both cores: ``workers=None``); then "add 1%": the last 1% of the items
@@ -47,14 +47,16 @@ import argparse
 import json
 import math
 import os
-import resource
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from measure import children_peak_mib, peak_mib, print_result, run_child, table  # noqa: E402
 
 SIZES = [10_000, 100_000, 1_000_000]
 PEERS = {"imagededup": "brute_force_cython", "imagededup-bktree": "bktree"}
@@ -62,7 +64,6 @@ PLANT_FRACTION = 0.02  # items that get copies
 MAX_COPIES = 3
 SEED = 0
 BRUTE_FORCE_UP_TO = 20_000
-RESULT_TAG = "RESULT "  # marks the child's one line of JSON among anything else it prints
 
 
 # -- the hashes ------------------------------------------------------------------------------
@@ -151,11 +152,6 @@ def brute_force_pairs(u: np.ndarray, threshold: int, rows: int = 500) -> np.ndar
 # -- the runs (each in its own process) ------------------------------------------------------
 
 
-def peak_mib(children: bool = False) -> float:
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return round(resource.getrusage(who).ru_maxrss / 1024, 1)  # Linux: KiB
-
-
 def run_curator(n: int, threshold: int) -> dict:
     from curator.dedup_index import groups, near_pairs, plan
 
@@ -207,7 +203,7 @@ def run_imagededup(n: int, threshold: int, search_method: str) -> dict:
     pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     return {
         "status": "ok", "seconds": round(seconds, 3), "before_mib": before,
-        "peak_mib": max(peak_mib(), peak_mib(children=True)),  # itself or its largest worker
+        "peak_mib": max(peak_mib(), children_peak_mib()),  # itself or its largest worker
         **score(u, planted, pairs, groups(n, pairs), threshold),
     }
 
@@ -271,27 +267,13 @@ def child(method: str, n: int, threshold: int) -> None:
         result = run_bktree_build(n, threshold)
     else:
         result = run_imagededup(n, threshold, PEERS[method])
-    print(RESULT_TAG + json.dumps(result), flush=True)
+    print_result(result)
 
 
 def spawn(method: str, n: int, threshold: int, timeout: float | None) -> dict:
     """Run one method at one N in a fresh process (own session: a time-out kills its pool too)."""
-    cmd = [sys.executable, __file__, "--child", method, "--n", str(n)]
-    cmd += ["--threshold", str(threshold)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    start = time.perf_counter()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        seconds = round(time.perf_counter() - start)
-        return {"status": f"timed out after {timeout:.0f} s", "seconds": seconds}
-    for line in out.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    return {"status": f"failed (exit {proc.returncode}): {err.strip().splitlines()[-1:]}"}
+    return run_child([sys.executable, __file__, "--child", method, "--n", str(n), "--threshold", str(threshold)],
+                     timeout)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -304,18 +286,6 @@ COLUMNS = [  # (heading, key, format)
     ("precision", "precision", "{:.4f}"), ("found", "found", "{:,}"),
     ("chance (exp.)", "chance_text", "{}"), ("wrong", "wrong", "{}"), ("status", "status", "{}"),
 ]
-
-
-def table(rows: list[dict]) -> str:
-    cells = [[h for h, _, _ in COLUMNS]]
-    for row in rows:
-        if "chance" in row:
-            row["chance_text"] = f"{row['chance']} ({row['chance_expected']:g})"
-        cells.append([fmt.format(row[key]) if row.get(key) is not None else "-"
-                      for _, key, fmt in COLUMNS])
-    widths = [max(len(r[c]) for r in cells) for c in range(len(COLUMNS))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -351,7 +321,10 @@ def main(argv: list[str] | None = None) -> None:
                      **result})
     print(f"\nthreshold {args.threshold} bits, {PLANT_FRACTION:.0%} of items with 1-{MAX_COPIES} "
           f"planted copies, seed {SEED}, numpy {np.__version__}, {os.cpu_count()} cores\n")
-    print(table(rows))
+    for row in rows:  # the "chance (exp.)" cell, kept in the JSON too
+        if "chance" in row:
+            row["chance_text"] = f"{row['chance']} ({row['chance_expected']:g})"
+    print(table(rows, COLUMNS))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))

@@ -3,7 +3,7 @@
 
 Per kind (``real_images``: emoji ``views``, handwritten ``digits``, photo crops ``photos``...;
 data no test uses, not ``sample_data/``) a library is built with the CLI, as
-``discover_methods.py`` builds it (its ``prepare``, ``embeddings.build`` and ``embed_lite0``):
+``discover_methods.py`` builds it (``real_library.prepare_held_out``, ``build`` and ``embed_lite0``):
 ``--held`` classes held out (labelled nowhere, all their images in the pool), the other classes
 half labelled, half pool. Then, before import, ``--held-unknown`` (0.2) of each held-out class's
 images and ``--known-unknown`` (0.02) of the known classes' pool images are moved to a folder
@@ -25,7 +25,7 @@ do). Every image embedded with ``curator embed --weights lite0`` at ``--size`` p
    cluster's rank (the share of its nearest class's own images less similar to the centre than
    its members' median) is kept too, so any quantile can be read off the JSON.
 3. **Review cost**, against ``find``. A quick run is trained on the labelled images
-   (``embeddings.train_run``: ``build-splits --min-count 10``, ``train --model
+   (``real_library.train_run``: ``build-splits --min-count 10``, ``train --model
    tf_efficientnet_lite0 --weights lite0 --img-size 64 --epochs E``, ``bulk-identify --pool
    all``). ``find`` list: ``curator find --max-confidence 1`` (the unlabelled pool) and ``curator
    find --label unknown --max-confidence 1`` merged, lowest top confidence first (ties by image
@@ -78,8 +78,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import real_images  # noqa: E402
-from discover_methods import prepare  # noqa: E402  the same held-out set-up
-from embeddings import CURATOR, build, cli, embed_lite0, image_ids, rows_of, train_run  # noqa: E402
+from real_library import CURATOR, build, cli, embed_lite0, image_ids, prepare_held_out, rows_of, train_run  # noqa: E402
 
 PURE = 0.8
 TARGET = 0.5
@@ -256,7 +255,7 @@ def one_kind(kind: str, args) -> dict:
     folder = args.out / f"{kind}-s{args.seed}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    d = prepare(kind, folder, args.seed, args.held)
+    d = prepare_held_out(kind, folder, args.seed, args.held)
     moved = stage_unknown(folder, d, args.seed, args.held_unknown, args.known_unknown)
     db, timing = build({"truth": d["truth"]}, folder)
     _, timing["import unknown"] = cli(db, "import", folder / "files" / "unknown", "--unknown")

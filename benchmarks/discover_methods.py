@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import random
 import shutil
 import sys
 import time
@@ -40,28 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import real_images  # noqa: E402
-from embeddings import build, cli, embed_lite0, image_ids, rows_of  # noqa: E402  the same library set-up
-
-
-def prepare(kind: str, folder: Path, seed: int, held: int) -> dict:
-    """Stage the set: held-out classes all in the pool, the others half labelled, half pool."""
-    paths, classes = real_images.labelled_set(kind, folder / "data", seed)
-    rng = random.Random(f"discover-{kind}-{seed}")
-    by_class = collections.defaultdict(list)
-    for p, c in zip(paths, classes):
-        by_class[c].append(p)
-    out = sorted(rng.sample(sorted(by_class), held))
-    truth = {}
-    for k, (c, members) in enumerate(sorted(by_class.items())):
-        members = sorted(members)
-        rng.shuffle(members)
-        half = 0 if c in out else len(members) // 2
-        for j, p in enumerate(members):
-            dest = folder / "files" / ("library/" + c if j < half else "pool") / f"{k:03d}-{j:04d}-{p.name}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.link(p, dest)
-            truth[str(dest.resolve())] = c
-    return {"held": out, "truth": truth}
+from real_library import build, cli, embed_lite0, image_ids, prepare_held_out, rows_of  # noqa: E402  the library
 
 
 def pool_vectors(db: Path, truth: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,7 +92,7 @@ def one_kind(kind: str, args) -> dict:
     folder = args.out / kind
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    d = prepare(kind, folder, args.seed, args.held)
+    d = prepare_held_out(kind, folder, args.seed, args.held)
     db, timing = build({"truth": d["truth"]}, folder)
     timing["embed"] = embed_lite0(db, args.size)
     ids, vecs, truth = pool_vectors(db, d["truth"])

@@ -4,9 +4,9 @@ side by side with FiftyOne Brain on the same vectors.
 
 Per kind (``benchmarks/real_images.py``: ``views``, 50 emoji classes; ``digits``, 10
 handwritten digits; ``photos``...), a fresh library under ``--out``/embeddings-<kind>/ built as a
-user would, with the CLI (``curator import``, ``embed``, ``build-splits``, ``train``,
-``bulk-identify``, ``find``) and the service calls where one question is asked many times
-(``similarity.similar``, ``dedup.find_duplicates``):
+user would (``real_library.py``), with the CLI (``curator import``, ``embed``, ``build-splits``,
+``train``, ``bulk-identify``, ``find``) and the service calls where one question is asked many
+times (``similarity.similar``, ``dedup.find_duplicates``):
 
 1. Half of each class imported labelled (``--labels-from-folders``), the other half and ALL of
    one held-out class (labelled nowhere) imported as the unlabelled pool; 10 pool images of
@@ -51,12 +51,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import itertools
 import json
-import math
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -71,126 +68,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import real_images  # noqa: E402
+from duplicate_scores import added, co_grouped, dedup_line, embedding_groups, groups, score, staged  # noqa: E402
+from measure import peak_mib  # noqa: E402
+from real_library import THREADS, build, cli, embed_lite0, image_ids, prepare, rows_of, train_run  # noqa: E402
 
-CURATOR = str(ROOT / ".venv" / "bin" / "curator")
-# `train` and `bulk-identify` set torch's threads to the core count; on the project's 2 shared
-# cores, busy with other work, one thread trained Lite0 at 64 px 5x faster (23 against 4 images/s).
-# --threads N runs the CLI with torch held to N threads (0: curator's own choice).
-ONE_THREAD = ("import sys, torch; torch.set_num_threads({n}); torch.set_num_threads = lambda n: None;"
-              " from curator.cli import main; sys.argv[0] = 'curator'; sys.exit(main())")
-THREADS = [1]
 SWEEP = (0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
-MISLABELLED = 10
 SEEDS = 3
 K = 50
 TARGETS = {"unfamiliar": 3.0, "similar": 0.8, "dedup": 0.95}
-
-
-def peak_mib() -> float:
-    """This process's peak RSS: VmHWM, not ru_maxrss (a child started from a big parent reports
-    the parent's size there: Linux keeps the forked image's maximum across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)  # kB
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def cli(db: Path, *args, json_out: bool = True):
-    """``curator ARGS --db DB [--json]`` in a subprocess: its parsed JSON and its wall seconds."""
-    head = [sys.executable, "-c", ONE_THREAD.format(n=THREADS[0])] if THREADS[0] else [CURATOR]
-    cmd = [*head, *map(str, args), "--db", str(db)] + (["--json"] if json_out else [])
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if done.returncode:
-        raise SystemExit(f"curator {' '.join(map(str, args))}: exit {done.returncode}\n{done.stderr[-2000:]}")
-    return (json.loads(done.stdout) if json_out else done.stdout), seconds
-
-
-def rows_of(found) -> list[dict]:
-    return found["rows"] if isinstance(found, dict) else found
-
-
-# -- the data -------------------------------------------------------------------------------------
-
-
-def prepare(kind: str, folder: Path, seed: int, per_class: int | None, per_kind: int) -> dict:
-    """Write the set, choose the held-out class, the halves and the label errors, and stage
-    them as hard links: files/library/<class>/ (labelled) and files/pool/ (unlabelled)."""
-    data = folder / "data"
-    paths, classes = real_images.labelled_set(kind, data, seed)
-    rng = random.Random(f"embeddings-{kind}-{seed}")
-    by_class = collections.defaultdict(list)
-    for p, c in zip(paths, classes):
-        by_class[c].append(p)
-    if per_class:
-        by_class = {c: sorted(rng.sample(ps, min(per_class, len(ps)))) for c, ps in by_class.items()}
-    held = rng.choice(sorted(by_class))
-    library, pool = {}, {}  # path -> (true class, labelled as)
-    for c in sorted(by_class):
-        members = list(by_class[c])
-        rng.shuffle(members)
-        half = 0 if c == held else len(members) // 2
-        library.update({p: (c, c) for p in members[:half]})
-        pool.update({p: (c, None) for p in members[half:]})
-    known = sorted(c for c in by_class if c != held)
-    for p in rng.sample(sorted(p for p, (c, _) in pool.items() if c != held), MISLABELLED):
-        true = pool.pop(p)[0]
-        library[p] = (true, rng.choice([c for c in known if c != true]))
-    files = folder / "files"
-    truth, staged = {}, {}  # staged path -> (true class, labelled as); data path -> staged path
-    for k, (p, (true, label)) in enumerate(sorted({**library, **pool}.items())):
-        dest = files / ("library" if label else "pool") / (label or "") / f"{k:05d}-{p.name}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.link(p, dest)
-        truth[str(dest.resolve())], staged[p] = (true, label), str(dest.resolve())
-    planted = real_images.plant_duplicates(sorted(staged), data / "planted", seed, per_kind=per_kind)
-    negatives = [(a, b, r) for a, b, r in real_images.negative_pairs(kind, data, seed)
-                 if r == "skin-tone" or (a in staged and b in staged)]
-    return {"kind": kind, "held": held, "truth": truth, "staged": staged, "classes": known, "data": data,
-            "planted": planted, "negatives": negatives}
-
-
-def image_ids(lib) -> dict[str, int]:
-    """Every imported path (resolved) -> its image id."""
-    from sqlalchemy import select
-
-    from curator.library.models import ImageLocation
-
-    with lib.session() as s:
-        return {str(Path(p).resolve()): i for i, p in s.execute(select(ImageLocation.image_id, ImageLocation.path))}
-
-
-# -- the library and its embedders ----------------------------------------------------------------
-
-
-def build(d: dict, folder: Path) -> tuple[Path, dict]:
-    db = folder / "library" / "curator.sqlite"
-    db.parent.mkdir(parents=True)
-    cli(db, "init", json_out=False)
-    t = {}
-    _, t["import library"] = cli(db, "import", folder / "files" / "library", "--labels-from-folders")
-    _, t["import pool"] = cli(db, "import", folder / "files" / "pool")
-    return db, t
-
-
-def embed_lite0(db: Path, size: int) -> float:
-    found, seconds = cli(db, "embed", "--weights", "lite0", "--name", "lite0", "--pool", "all", "--size", size)
-    print(f"  embed lite0: {found.get('embedded')} images in {seconds:.0f} s", flush=True)
-    return seconds
-
-
-def train_run(db: Path, args) -> dict:
-    t = {}
-    _, t["build-splits"] = cli(db, "build-splits", "--min-count", 10, "--name", "b")
-    found, t["train"] = cli(db, "train", "--splits", "b", "--model", "tf_efficientnet_lite0", "--weights", "lite0",
-                            "--img-size", 64, "--epochs", args.epochs, "--patience", args.epochs, "--name", "ft",
-                            "--lr", args.lr, "--no-score", "--workers", 1, "--batch-size", 32)
-    best = next((found[k] for k in ("best_val_acc", "best_val_accuracy", "val_acc") if k in found), None)
-    print(f"  train ft: {t['train']:.0f} s, best val {best}", flush=True)
-    _, t["bulk-identify"] = cli(db, "bulk-identify", "--run", "ft", "--pool", "all", "--workers", 1)
-    t["val_acc"] = best
-    return t
 
 
 # -- unfamiliar, similar, outliers ----------------------------------------------------------------
@@ -200,8 +85,8 @@ def true_class(d: dict, ids: dict[str, int]) -> dict[int, str]:
     """image id -> true class (planted copies: their original's)."""
     out = {ids[p]: c for p, (c, _) in d["truth"].items() if p in ids}
     for original, copy, _ in d["planted"]:
-        if _staged(d, copy) in ids:
-            out.setdefault(ids[_staged(d, copy)], d["truth"][_staged(d, original)][0])
+        if staged(d, copy) in ids:
+            out.setdefault(ids[staged(d, copy)], d["truth"][staged(d, original)][0])
     return out
 
 
@@ -266,83 +151,6 @@ def all_vectors(lib, embedder: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ids), np.concatenate(vecs)
 
 
-def embedding_groups(ids: np.ndarray, sims: np.ndarray, s: float) -> dict[int, int]:
-    """image id -> component of every pair at or above ``s`` (what the embedding alone joins;
-    the stored pairs of kind ``embedding`` leave out those pHash already has)."""
-    a, b = np.nonzero(np.triu(sims >= s, 1))
-    return components(zip(ids[a].tolist(), ids[b].tolist()))
-
-
-def components(edges) -> dict[int, int]:
-    parent = {}
-
-    def root(x):
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        parent[root(a)] = root(b)
-    return {x: root(x) for x in list(parent)}
-
-
-def groups(lib) -> dict[int, int]:
-    """image id -> duplicate group, for the active images in one."""
-    from sqlalchemy import select
-
-    from curator.library.models import ACTIVE, Image
-
-    with lib.session() as s:
-        return dict(s.execute(select(Image.id, Image.dup_group_id).where(Image.status == ACTIVE,
-                                                                         Image.dup_group_id.is_not(None))).all())
-
-
-def score(d: dict, ids: dict[str, int], gid: dict[int, int]) -> dict:
-    """Recall and precision per transform, overall precision and the look-alikes grouped."""
-    family, transform = {}, {}  # image id -> family (its original's id); family -> transform
-    for original, copy, t in d["planted"]:
-        o, c = ids.get(_staged(d, original)), ids.get(_staged(d, copy))
-        if o is None or c is None or o == c:
-            continue
-        family[o] = family[c] = o
-        transform[o] = t
-    members = collections.defaultdict(list)
-    for i, g in gid.items():
-        members[g].append(i)
-    out = {}
-    for t in real_images.TRANSFORMS:
-        fams = [f for f, tt in transform.items() if tt == t]
-        if not fams:
-            continue
-        copies = {f: [i for i in family if family[i] == f] for f in fams}
-        recall = np.mean([len({gid.get(i) for i in copies[f]}) == 1 and gid.get(f) is not None for f in fams])
-        touching = true = 0
-        for g, m in members.items():
-            mine = [i for i in m if transform.get(family.get(i)) == t]
-            touching += math.comb(len(m), 2) - math.comb(len(m) - len(mine), 2)
-            true += sum(math.comb(n, 2) for n in collections.Counter(family[i] for i in mine).values())
-        out[t] = {"n": len(fams), "recall": round(float(recall), 4),
-                  "precision": round(true / touching, 4) if touching else None, "false_pairs": touching - true}
-    total = sum(math.comb(len(m), 2) for m in members.values())
-    true = sum(math.comb(n, 2) for m in members.values()
-               for n in collections.Counter(family[i] for i in m if i in family).values())
-    neg = collections.Counter()
-    for a, b, r in d["negatives"]:
-        ia, ib = ids.get(_staged(d, a)), ids.get(_staged(d, b))
-        if ia is not None and ib is not None and ia != ib and gid.get(ia) is not None and gid.get(ia) == gid.get(ib):
-            neg[r] += 1
-    return {"transforms": out, "grouped_pairs": total, "true_pairs": true,
-            "precision": round(true / total, 4) if total else None,
-            "negatives_grouped": dict(neg), "negatives": dict(collections.Counter(r for *_, r in d["negatives"])),
-            "groups": len(members), "largest": max(map(len, members.values()), default=0)}
-
-
-def _staged(d: dict, path: Path) -> str:
-    """A data path's imported path: its staged hard link, else itself (copies, skin tones)."""
-    return d["staged"].get(path) or str(path.resolve())
-
-
 def dedup_sweep(lib, d: dict, ids: dict[str, int], embedders: list[str], sweep) -> dict:
     from curator import dedup
 
@@ -360,23 +168,6 @@ def dedup_sweep(lib, d: dict, ids: dict[str, int], embedders: list[str], sweep) 
                                                              "alone": score(d, ids, embedding_groups(got, sims, s))}
             print(f"  dedup {e} >= {s}: {dedup_line(out[f'{e}@{s}'])}", flush=True)
     return out
-
-
-def dedup_line(r: dict) -> str:
-    parts = [f"{t} {v['recall']:.2f}/{'-' if v['precision'] is None else format(v['precision'], '.2f')}"
-             for t, v in r["transforms"].items()]
-    return (", ".join(parts) + f"; precision {r['precision']}, look-alikes grouped {r['negatives_grouped'] or 0}")
-
-
-def added(r: dict, phash: dict) -> str:
-    """The grouped pairs the embedding pass adds to pHash's (a superset of them): true / false."""
-    if r is phash:
-        return ""
-    def true_of(x):  # files saved before true_pairs was kept: from the rounded precision
-        return x.get("true_pairs", round((x["precision"] or 0) * x["grouped_pairs"]))
-
-    true = true_of(r) - true_of(phash)
-    return f"{true} / {r['grouped_pairs'] - phash['grouped_pairs'] - true}"
 
 
 def passes(r: dict) -> bool:
@@ -438,14 +229,6 @@ def child(side: str, job: dict) -> dict:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}",
                 "top": [], "pairs": []}
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def co_grouped(edges) -> list[list[int]]:
-    """Every pair of ids that the edges put in one component, smaller first."""
-    comps = collections.defaultdict(list)
-    for x, r in components(edges).items():
-        comps[r].append(x)
-    return [sorted(p) for m in comps.values() for p in itertools.combinations(sorted(m), 2)]
 
 
 def child_curator(job: dict) -> dict:
@@ -630,7 +413,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the curator commands (0: curator's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    THREADS[0] = args.threads
+    THREADS[0] = args.threads  # real_library's curator commands
     if args.quick:
         args.kinds, args.per_class, args.per_kind, args.epochs = ["digits"], args.per_class or 60, 10, 2
     results = []

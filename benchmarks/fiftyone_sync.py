@@ -33,8 +33,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from measure import print_result, result_of  # noqa: E402
+
 OUT = HERE / "out"
-RESULT_TAG = "RESULT "
 CLASSES = 200
 
 
@@ -141,10 +144,10 @@ def measure(n: int) -> dict:
         env = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "FIFTYONE_SHOW_PROGRESS_BARS": "false"}
         proc = subprocess.run([sys.executable, __file__, "--child", str(n), scratch], env=env,
                               capture_output=True, text=True, timeout=3600)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
-        if proc.returncode or not lines:
+        result = result_of(proc.stdout)
+        if proc.returncode or result is None:
             sys.exit(f"N={n} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT_TAG):])
+    return result
 
 
 def main() -> None:
@@ -154,7 +157,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.child:
-        print(RESULT_TAG + json.dumps(child(int(args.child[0]), args.child[1])), flush=True)
+        print_result(child(int(args.child[0]), args.child[1]))
         return
     rows = []
     print(f"{'N':>7} {'build':>8} {'(views)':>8} {'refresh':>8} {'1% changed':>10} {'plain add':>10}  peak")

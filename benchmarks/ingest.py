@@ -39,20 +39,23 @@ import json
 import multiprocessing
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from measure import peak_memory, print_result, result_of  # noqa: E402
+
+OUT = HERE / "out"
 GEN_VERSION = 1  # bump when the images change: the cache is keyed on it
 SIZES = [(640, 480)] * 7 + [(1600, 1200)] * 2 + [(4000, 3000)]  # image i has SIZES[i % 10]
 WORKERS = 2
 SPEEDUP_TARGET = 1.6
 FLAT_TOLERANCE = 1.25  # "flat": the 10k peak is at most 25% above the 1k peak
-RESULT_TAG = "RESULT "  # marks the child's one line of JSON among anything else it prints
 
 
 # -- the images ------------------------------------------------------------------------------
@@ -156,13 +159,6 @@ def read_all(folder: Path) -> None:
 # -- the measured runs (each in its own subprocess) ------------------------------------------
 
 
-def peak_memory() -> dict:
-    """Peak RSS in MiB of this process and of its largest (waited-for) descendant."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"peak_mib": round(own / 1024, 1), "child_peak_mib": round(child / 1024, 1)}
-
-
 def run_curator(folder: str, workers: int, scratch: str) -> dict:
     from curator.ingest import import_paths
     from curator.library import init_library, open_library
@@ -211,7 +207,7 @@ def stop_mongod(fod) -> None:
 
 def child_main(kind: str, folder: str, workers: int, scratch: str) -> None:
     result = RUNS[kind](folder, workers, scratch)
-    print(RESULT_TAG + json.dumps({**result, **peak_memory()}), flush=True)
+    print_result({**result, **peak_memory()})  # peak RSS of this process and of its largest child
 
 
 RUNS = {"curator": run_curator, "fiftyone": run_fiftyone}
@@ -236,10 +232,9 @@ def measure(kind: str, folder: Path, workers: int) -> dict:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3 * 3600)
         wall = time.perf_counter() - started
         strays = stop_strays(scratch)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
-        if proc.returncode or not lines:
+        result = result_of(proc.stdout)
+        if proc.returncode or result is None:
             sys.exit(f"{kind} run failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    result = json.loads(lines[-1][len(RESULT_TAG):])
     result.update(wall_seconds=wall, strays=strays)
     result["images_per_s"] = result["images"] / result["seconds"]
     return result

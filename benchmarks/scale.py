@@ -72,7 +72,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,7 +80,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from scale_library import add_new_images, disk_bytes, generate, pg_admin, pg_server  # noqa: E402  the library and its server
+from scale_library import add_new_images, disk_bytes, drop_scratch, generate, library, scratch_copy, vacuum  # noqa: E402
 
 OUT = HERE / "out"
 CURATOR = str(ROOT / ".venv" / "bin" / "curator")
@@ -244,36 +243,6 @@ def concurrent_imports(url: str, env: dict, k: int, timeout: float) -> dict:
     return row
 
 
-def scratch_copy(backend: str, url: str, folder: Path, base: str | None):
-    """A copy of the library for the write paths: (url, env home) ; removed by ``drop_scratch``."""
-    if backend == "sqlite":
-        target = folder.parent / (folder.name + "-scratch")
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for f in folder.glob("curator.sqlite*"):
-            shutil.copyfile(f, target / f.name)
-        shutil.copytree(folder / "runs", target / "runs")
-        return f"sqlite:///{target / 'curator.sqlite'}", target
-    pg_admin(base, "DROP DATABASE IF EXISTS scale_scratch")
-    pg_admin(base, "CREATE DATABASE scale_scratch TEMPLATE scale")
-    return f"{base}/scale_scratch", folder / "home"
-
-
-def drop_scratch(backend: str, target: Path, base: str | None) -> None:
-    if backend == "sqlite":
-        shutil.rmtree(target, ignore_errors=True)
-    else:
-        pg_admin(base, "DROP DATABASE IF EXISTS scale_scratch")
-
-
-def vacuum(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        for table in ("image_tallies", "prediction_tallies", "row_tallies"):
-            conn.execute(f"VACUUM ANALYZE {table}")
-
-
 def time_writes(backend: str, url: str, folder: Path, base: str | None, env: dict, args) -> list[dict]:
     t0 = time.perf_counter()
     url, home = scratch_copy(backend, url, folder, base)
@@ -406,21 +375,6 @@ def print_table(rows: list[dict]) -> None:
 
 
 # --- one backend
-
-
-@contextmanager
-def library(backend: str, folder: Path):
-    """The library's URL (a server started for PostgreSQL), the server's base URL, and its env."""
-    env = {**os.environ}
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / 'curator.sqlite'}", None, env
-        return
-    with pg_server(folder) as base:
-        if not (folder / "generated.json").exists():
-            pg_admin(base, "DROP DATABASE IF EXISTS scale")
-            pg_admin(base, "CREATE DATABASE scale")
-        (folder / "home").mkdir(exist_ok=True)
-        yield f"{base}/scale", base, {**env, "CURATOR_HOME": str(folder / "home")}
 
 
 def one_backend(backend: str, args) -> tuple[dict, list[dict]]:

@@ -10,6 +10,8 @@ checks off; PostgreSQL is ANALYZEd after, SQLite is left as a user's library is.
 ``folder`` (initdb the first time; trust authentication, fsync off; as root the folder goes to
 the ``postgres`` user): the approach of tests/postgres.py, written again here because
 benchmarks do not import test helpers, and kept rather than thrown away so a library is reused.
+``library(backend, folder)`` yields the kept library's URL on either backend (the server started
+for PostgreSQL); ``scratch_copy`` makes the copy the write paths change, ``drop_scratch`` removes it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 import socket
 import subprocess
 import time
@@ -87,6 +90,56 @@ def pg_admin(base: str, sql: str) -> None:
     port = int(base.rsplit(":", 1)[1])
     with psycopg.connect(host="127.0.0.1", port=port, user="curator", dbname="postgres", autocommit=True) as c:
         c.execute(sql)
+
+
+# --- the library on its backend, and a copy of it for the write paths
+
+
+@contextmanager
+def library(backend: str, folder: Path):
+    """The library's URL (a server started for PostgreSQL), the server's base URL, and its env."""
+    env = {**os.environ}
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'curator.sqlite'}", None, env
+        return
+    with pg_server(folder) as base:
+        if not (folder / "generated.json").exists():
+            pg_admin(base, "DROP DATABASE IF EXISTS scale")
+            pg_admin(base, "CREATE DATABASE scale")
+        (folder / "home").mkdir(exist_ok=True)
+        yield f"{base}/scale", base, {**env, "CURATOR_HOME": str(folder / "home")}
+
+
+def scratch_copy(backend: str, url: str, folder: Path, base: str | None):
+    """A copy of the library for the write paths: (url, env home) ; removed by ``drop_scratch``."""
+    if backend == "sqlite":
+        target = folder.parent / (folder.name + "-scratch")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for f in folder.glob("curator.sqlite*"):
+            shutil.copyfile(f, target / f.name)
+        shutil.copytree(folder / "runs", target / "runs")
+        return f"sqlite:///{target / 'curator.sqlite'}", target
+    pg_admin(base, "DROP DATABASE IF EXISTS scale_scratch")
+    pg_admin(base, "CREATE DATABASE scale_scratch TEMPLATE scale")
+    return f"{base}/scale_scratch", folder / "home"
+
+
+def drop_scratch(backend: str, target: Path, base: str | None) -> None:
+    """Remove ``scratch_copy``'s copy: its folder (SQLite) or its database (PostgreSQL)."""
+    if backend == "sqlite":
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        pg_admin(base, "DROP DATABASE IF EXISTS scale_scratch")
+
+
+def vacuum(url: str) -> None:
+    """VACUUM ANALYZE the tally tables (PostgreSQL): what autovacuum does within its minute."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        for table in ("image_tallies", "prediction_tallies", "row_tallies"):
+            conn.execute(f"VACUUM ANALYZE {table}")
 
 
 # --- generation

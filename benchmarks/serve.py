@@ -62,8 +62,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import bulk_identify  # noqa: E402  the cached model library
-
-RESULT_TAG = "RESULT "
+from measure import print_result, result_of  # noqa: E402
 
 
 def images() -> dict[str, bytes]:
@@ -279,7 +278,7 @@ def main() -> None:
         folder, model, size = args.child.removeprefix("model:").rsplit(":", 2)
         return bulk_identify.model_library(Path(folder), model, int(size))
     if args.child:
-        print(RESULT_TAG + json.dumps(raw_child(args.child)), flush=True)
+        print_result(raw_child(args.child))
         return
     os.environ[MODEL_LIB_VAR] = str(model_library(args.model, args.img_size))
     print(f"model: {args.model} at {args.img_size} px", flush=True)
@@ -290,7 +289,7 @@ def main() -> None:
         port = free_port()
         for kind, data in images().items():
             out = subprocess.run([sys.executable, __file__, "--child", kind], capture_output=True, text=True, check=True)
-            raw = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith(RESULT_TAG))[len(RESULT_TAG):])
+            raw = result_of(out.stdout)
             print(f"{kind:15s} raw forward   p50 {raw['p50_ms']:6.1f} ms  p99 {raw['p99_ms']:6.1f} ms", flush=True)
             name = "x.png" if "png" in kind else "x.jpg"
             with running_server(Path(scratch) / kind.replace(" ", "-"), port):

@@ -48,9 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,7 +55,12 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "out"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from measure import peak_mib, print_result, run_child, table  # noqa: E402
+
+OUT = HERE / "out"
 SEED = 0
 CLUSTERS = 2_000
 NOISE_FRACTION = 0.05
@@ -68,7 +70,6 @@ SINGLE = 200
 K = 50
 TARGET_RECALL = 0.95
 CHUNK = 50_000
-RESULT_TAG = "RESULT "  # marks the child's one line of JSON among anything else it prints
 
 
 # -- the data --------------------------------------------------------------------------------
@@ -334,15 +335,6 @@ CANDIDATES = {  # name: (factory, kind used for the build-time extrapolation)
 # -- one candidate in its own process --------------------------------------------------------
 
 
-def peak_mib() -> float:
-    """This process's peak RSS in MiB: VmHWM, which (unlike getrusage's ru_maxrss) does not
-    inherit the parent's high-water mark across fork + exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB
-
-
 def _tune(cand, index, queries, exact, deadline: float) -> tuple[object, list]:
     """The lowest knob reaching TARGET_RECALL (or the highest tried), and the curve."""
     curve = []
@@ -417,22 +409,8 @@ def run(name: str, n: int, dim: int, batch_cap: float) -> dict:
 
 def spawn(name: str, n: int, dim: int, timeout: float, batch_cap: float) -> dict:
     """Run one candidate in a fresh process (own session: a time-out kills it and its threads)."""
-    cmd = [sys.executable, __file__, "--child", name, "--n", str(n), "--dim", str(dim),
-           "--batch-cap", str(batch_cap)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    start = time.perf_counter()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return {"status": f"timed out after {timeout:.0f} s",
-                "seconds": round(time.perf_counter() - start)}
-    for line in out.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    return {"status": f"failed (exit {proc.returncode}): {err.strip().splitlines()[-1:]}"}
+    return run_child([sys.executable, __file__, "--child", name, "--n", str(n), "--dim", str(dim),
+                      "--batch-cap", str(batch_cap)], timeout)
 
 
 def estimate(name: str, n: int, dim: int) -> float | None:
@@ -461,18 +439,6 @@ COLUMNS = [  # (heading, key, format)
 ]
 
 
-def table(rows: list[dict]) -> str:
-    cells = [[h for h, _, _ in COLUMNS]]
-    for row in rows:
-        if "load_avg" in row:
-            row["load_text"] = "{}-{}".format(*row["load_avg"])
-        cells.append([fmt.format(row[key]) if row.get(key) is not None else "-"
-                      for _, key, fmt in COLUMNS])
-    widths = [max(len(r[c]) for r in cells) for c in range(len(COLUMNS))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="stored vectors (default 1M)")
@@ -486,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         result = run(args.child, args.n, args.dim, args.batch_cap)
-        return print(RESULT_TAG + json.dumps(result), flush=True)
+        return print_result(result)
     start = time.perf_counter()
     make_data(args.n, args.dim)
     truth(args.n, args.dim)
@@ -504,7 +470,10 @@ def main(argv: list[str] | None = None) -> None:
         path.write_text(json.dumps(rows, indent=1))  # after each: a long run can be cut short
     print(f"\n{args.dim}-d float16, {CLUSTERS:,} clusters + {NOISE_FRACTION:.0%} noise, seed "
           f"{SEED}, k={K}, batch k=1, target recall {TARGET_RECALL}, {os.cpu_count()} cores\n")
-    print(table(rows))
+    for row in rows:  # the "load" cell: the load average at the start and the end
+        if "load_avg" in row:
+            row["load_text"] = "{}-{}".format(*row["load_avg"])
+    print(table(rows, COLUMNS))
 
 
 if __name__ == "__main__":
