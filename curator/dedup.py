@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import case, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from curator.dedup_grouping import IN_CHUNK, regroup
@@ -40,6 +40,8 @@ from curator.library.models import (
     DuplicatePair,
     Image,
     ImageLocation,
+    LabelClass,
+    Subclass,
     utcnow,
 )
 
@@ -439,14 +441,17 @@ def conflict_count(s: Session) -> int:
 
 
 def all_conflicts(lib: Library) -> Conflicts:
-    """Group label conflicts, plus paths whose folder said another label than their image has."""
+    """Group label conflicts, plus paths whose folder said another label than their image has
+    (compared in SQL: only the disagreeing paths are read), in the order they were imported."""
+    label = case((Image.label_state == LABELLED, LabelClass.name + func.coalesce("/" + Subclass.name, "")),
+                 else_=Image.label_state)  # models.label_text, in SQL
+    disagree = (select(ImageLocation.image_id, ImageLocation.path, ImageLocation.folder_label, label)
+                .join(Image, Image.id == ImageLocation.image_id)
+                .outerjoin(LabelClass, LabelClass.id == Image.class_id)
+                .outerjoin(Subclass, Subclass.id == Image.subclass_id)
+                .where(ImageLocation.folder_label.is_not(None), ImageLocation.folder_label != label)
+                .order_by(ImageLocation.id))
     with lib.session() as s:
-        out = Conflicts(groups=label_conflicts(s))
-        rows = s.execute(
-            select(ImageLocation, Image).join(Image).where(ImageLocation.folder_label.is_not(None))
-        ).all()
-        for loc, image in rows:
-            if loc.folder_label != image.label:
-                out.locations.append({"image": image.id, "path": loc.path,
-                                      "folder_label": loc.folder_label, "label": image.label})
-    return out
+        return Conflicts(groups=label_conflicts(s), locations=[
+            {"image": image_id, "path": path, "folder_label": folder, "label": now}
+            for image_id, path, folder, now in s.execute(disagree)])

@@ -87,6 +87,25 @@ def test_label_conflicts_are_reported(sample, cli):
     assert "animal-mammal" in r.stdout and "animal-bird" in r.stdout
 
 
+def test_paths_whose_folder_says_another_label_are_conflicts(library, make_tree, cli):
+    """The same bytes filed under two classes, and an image relabelled since its import: each
+    path whose folder named another label than the image has now; a sub-class folder agrees."""
+    root = make_tree({"kangaroo/adult/k.png": 1, "wallaby/k-copy.png": 1, "emu/e.png": 2, "emu/e2.png": 3})
+    ingest.import_paths(library, [root], labels_from_folders=True)
+    with library.session() as s:
+        emu = s.scalars(select(Image).where(Image.path.endswith("e.png"))).one()
+        labels.relabel(s, [emu], "unknown")
+        ids = dict(s.execute(select(Image.path, Image.id)).all())
+    found = dedup.all_conflicts(library).locations
+    assert found == [  # in the order the paths were imported
+        {"image": ids[str(root / "emu/e.png")], "path": str(root / "emu/e.png"), "folder_label": "emu",
+         "label": "unknown"},
+        {"image": ids[str(root / "kangaroo/adult/k.png")], "path": str(root / "wallaby/k-copy.png"),
+         "folder_label": "wallaby", "label": "kangaroo/adult"},
+    ]
+    assert as_json(cli("duplicates", "--conflicts", "--json"))["locations"] == found
+
+
 def test_incremental_run_gives_the_same_groups_as_a_full_one(library, tmp_path):
     from curator.library import init_library, open_library
 
