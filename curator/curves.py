@@ -206,15 +206,17 @@ def _good_fit(epochs: list[dict]) -> dict:
                       f"point of its best, {max(acc.values()):.1%}"}
 
 
+def _rank(acc: float | None, loss: float | None) -> tuple[float, float]:
+    """Where an epoch ranks for the best one, lowest first: higher accuracy, then lower loss (a
+    missing accuracy is below any, a missing or non-finite loss above any)."""
+    return -(acc if finite(acc) else -1.0), loss if finite(loss) else math.inf
+
+
 def _best_epoch(epochs: list[dict]) -> int | None:
     """Best validation accuracy (ties: lower validation loss); without validation, lowest train loss."""
     rows = [row for row in epochs if finite(row.get("val_acc"))]
     if rows:
-        def rank(row):
-            loss = row["val_loss"] if finite(row.get("val_loss")) else math.inf
-            return -row["val_acc"], loss
-
-        return min(rows, key=rank)["epoch"]
+        return min(rows, key=lambda row: _rank(row["val_acc"], row.get("val_loss")))["epoch"]
     train = _series(epochs, "train_loss")
     return min(train, key=lambda p: p[1])[0] if train else None
 
@@ -223,9 +225,9 @@ def _best_epoch(epochs: list[dict]) -> int | None:
 class Progress:
     """A training run's best epoch so far and its epochs without progress, kept in ``last.pt``.
 
-    The best epoch (``best.pt``) has the highest validation accuracy, ties broken by the lower
-    validation loss (the training loss when there are no validation images), as
-    :func:`_best_epoch` reads it afterwards. Progress is a better epoch *or* a loss more than
+    The best epoch (``best.pt``) ranks first by :func:`_rank`, as :func:`_best_epoch` reads it
+    afterwards: the highest validation accuracy, ties broken by the lower validation loss (the
+    training loss when there are no validation images). Progress is a better epoch *or* a loss more than
     ``MIN_RISE`` below the lowest so far: at a low accuracy, noisy from epoch to epoch, the loss
     still shows a run that learns (RESULTS.md, 2026-11-30 sweep: from scratch at lr 1e-4, stopped
     on accuracy alone at epoch 14 while its validation loss fell).
@@ -240,9 +242,9 @@ class Progress:
     def step(self, epoch: int, acc: float | None, loss: float | None, *, keep: bool = False) -> bool:
         """Count one epoch; True when it is the new best (``keep``: always, as a final fit keeps
         its last epoch)."""
-        acc = -1.0 if acc is None else acc
+        acc = acc if finite(acc) else -1.0
         loss = loss if finite(loss) else math.inf
-        better = keep or acc > self.best_acc or (acc == self.best_acc and loss < self.best_loss)
+        better = keep or _rank(acc, loss) < _rank(self.best_acc, self.best_loss)
         falling = loss < self.lowest_loss - MIN_RISE
         if better:
             self.best_acc, self.best_loss, self.best_epoch = acc, loss, epoch
